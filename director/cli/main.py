@@ -1,0 +1,76 @@
+"""`director`: the daemon's command line (configuration commands for now)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from director.config.errors import ConfigError, Problem
+from director.config.load import FORMATS, load_config
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--config", "--use-file", dest="config", required=True,
+                        metavar="FILE", help="keepalived.conf or YAML configuration")
+    parser.add_argument("--input-format", choices=FORMATS, default="auto",
+                        help="configuration format (default: from the file name)")
+    parser.add_argument("-i", "--config-id", metavar="ID",
+                        help="keep '@ID' lines (keepalived's -i); default: the short host name")
+    parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="director", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a configuration (keepalived -t)")
+    _add_config_arguments(check)
+
+    dump = commands.add_parser("dump-config", help="print the resolved configuration model")
+    _add_config_arguments(dump)
+    dump.add_argument("--format", choices=("json", "yaml"), default="json")
+
+    convert = commands.add_parser("convert", help="print a configuration as YAML")
+    _add_config_arguments(convert)
+    return parser
+
+
+def _report(problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        config, problems = load_config(options.config, strict=options.strict,
+                                       config_id=options.config_id,
+                                       input_format=options.input_format)
+    except ConfigError as error:
+        _report(error.problems)
+        failed = sum(1 for p in error.problems if p.severity == "error")
+        print(f"{options.config}: configuration is NOT valid "
+              f"({failed} error(s), {len(error.problems) - failed} warning(s))", file=sys.stderr)
+        return 1
+    _report(problems)
+
+    from director.config.yaml_config import dump_json, dump_yaml
+
+    if options.command == "check-config":
+        print(f"{options.config}: configuration is valid ({_summary(config)})")
+    elif options.command == "dump-config" and options.format == "json":
+        sys.stdout.write(dump_json(config))
+    else:
+        sys.stdout.write(dump_yaml(config))
+    return 0
+
+
+def _summary(config) -> str:
+    real = sum(len(vs.real_servers) for vs in config.virtual_servers)
+    return (f"{len(config.vrrp.instances)} VRRP instance(s), "
+            f"{len(config.virtual_servers)} virtual server(s), {real} real server(s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

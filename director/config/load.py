@@ -1,0 +1,34 @@
+"""One entry point for loading a configuration in either format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from director.config.errors import ConfigError, Diagnostics, Problem
+from director.config.model import Config
+
+FORMATS = ("auto", "keepalived", "yaml")
+YAML_SUFFIXES = (".yaml", ".yml", ".json")  # JSON is YAML's subset: same loader
+
+
+def detect_format(path: str) -> str:
+    return "yaml" if Path(path).suffix.lower() in YAML_SUFFIXES else "keepalived"
+
+
+def load_config(path: str, *, strict: bool = False, config_id: str | None = None,
+                input_format: str = "auto") -> tuple[Config, list[Problem]]:
+    """Load, build and validate a configuration; raise ConfigError with every problem
+    when it does not validate. Returns the config and its warnings."""
+    if input_format == "auto":
+        input_format = detect_format(path)
+    if input_format == "yaml":
+        from director.config.yaml_config import load_yaml
+
+        diag = Diagnostics(strict=strict)
+        config = load_yaml(path, diag)
+        if config is None or diag.failed:
+            raise ConfigError(diag.problems)
+        return config, diag.problems
+    from director.config.keepalived import load_keepalived
+
+    return load_keepalived(path, strict=strict, config_id=config_id)
