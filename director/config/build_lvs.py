@@ -52,6 +52,7 @@ from director.config.model import (
     family_of,
 )
 from director.config.tree import Node, Word
+from director.config.validate_lvs import port_mismatch
 
 FWMARK_MAX = UINT32_MAX
 WEIGHT_MAX = 65535
@@ -319,6 +320,11 @@ _INHERITED = ("delay_loop", "connect_timeout", "retry", "delay_before_retry", "w
               "inhibit_on_failure", "alpha", "virtualhost", "weight", "lvs_method")
 
 
+def _forwarding(values: dict[str, Any]) -> Forwarding:
+    method = values.get("lvs_method")
+    return method.forwarding if method is not None else LvsMethod().forwarding
+
+
 class _RealServerBuilder:
     """Builds the real servers of one virtual server (its settings resolved once)."""
 
@@ -353,6 +359,11 @@ class _RealServerBuilder:
         if "smtp_alert" not in values:
             values["smtp_alert"] = True if self.smtp_alert is None else self.smtp_alert
         if not port:
+            port = self.vs_port
+        elif self.vs_port and port != self.vs_port and _forwarding(values) is not Forwarding.NAT:
+            # Only NAT rewrites the destination port: like keepalived, check and serve the
+            # port the traffic really goes to.
+            diag.warning(port_origin, port_mismatch(port, str(self.vs_port), _forwarding(values)))
             port = self.vs_port
         defaults = self._defaults(values)
         checkers = []

@@ -251,6 +251,9 @@ def _check_real_server_port(vs: VirtualServer, group: VirtualServerGroup | None,
     ports = {vs.port} if group is None else {e.port for e in group.address_ranges if e.port}
     if ports and rs.port not in ports:
         wanted = ", ".join(str(p) for p in sorted(ports))
-        diag.warning(origin_of(rs, "port"), f"real server port {rs.port} differs from the "
-                                            f"service's port {wanted}; {forwarding.value} "
-                                            "forwards to the service's port")
+        diag.warning(origin_of(rs, "port"), port_mismatch(rs.port, wanted, forwarding))
+
+
+def port_mismatch(port: int, wanted: str, forwarding: Forwarding) -> str:
+    return (f"real server port {port} differs from the service's port {wanted}; "
+            f"{forwarding.value} forwards to the service's port")

@@ -16,11 +16,12 @@ def generate(virtual_servers: int, real_servers: int) -> str:
     lines = ["global_defs {\n    router_id bench\n}\n"]
     for v in range(virtual_servers):
         vip = f"198.51.{100 + v // 250 % 100}.{v % 250 + 1}"
-        lines.append(f"virtual_server {vip} {8000 + v // 25_000} {{\n    delay_loop 10\n"
+        port = 80 + v // 25_000
+        lines.append(f"virtual_server {vip} {port} {{\n    delay_loop 10\n"
                      f"    lvs_sched wrr\n    lvs_method DR\n    protocol TCP\n")
         for r in range(real_servers):
             rip = f"203.0.{113 + r // 250}.{r % 250 + 1}"
-            lines.append(f"    real_server {rip} {80 + v % 1000} {{\n        weight {1 + r % 5}\n")
+            lines.append(f"    real_server {rip} {port} {{\n        weight {1 + r % 5}\n")
             lines.append(CHECKS[(v + r) % 2].format())
             lines.append("    }\n")
         lines.append("}\n")

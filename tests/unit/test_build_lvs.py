@@ -858,3 +858,37 @@ def test_validation_of_hand_made_configs() -> None:
         ("y.yaml:9:5", "quorum 3 can never be reached: the real servers' weights add up "
                        "to 2"),
     ]
+
+
+@pytest.mark.parametrize("method", ["DR", "TUN"])
+def test_a_real_server_port_only_nat_can_map_is_reset_to_the_service_port(method: str) -> None:
+    text = f"""
+        virtual_server 192.0.2.1 80 {{
+            lvs_method {method}
+            protocol TCP
+            real_server 192.0.2.11 8080 {{
+                TCP_CHECK {{
+                }}
+            }}
+        }}
+        """
+    config, diag = load(text)
+    real = config.virtual_servers[0].real_servers[0]
+    assert (real.port, real.checkers[0].connect_port) == (80, 80)
+    assert problems(diag, Severity.WARNING) == [(
+        value_at(text, "real_server 192.0.2.11 8080"),
+        f"real server port 8080 differs from the service's port 80; {method} forwards to the "
+        "service's port")]
+
+
+def test_nat_keeps_a_different_real_server_port() -> None:
+    config, diag = load("""
+        virtual_server 192.0.2.1 80 {
+            lvs_method NAT
+            protocol TCP
+            real_server 192.0.2.11 8080 {
+            }
+        }
+        """)
+    assert config.virtual_servers[0].real_servers[0].port == 8080
+    assert not diag.problems
