@@ -1,0 +1,378 @@
+"""One HTTP(S) GET for HTTP_GET, SSL_GET and genhash: a thin asyncio adapter around
+`checkers.http_wire`.
+
+`fetch()` connects (optionally from a bind address, with a firewall mark), does TLS
+when asked (no certificate verification unless asked, as keepalived; SNI only when a
+name is given), sends keepalived's request, reads the response and closes. ONE
+deadline covers all of it: a server that dribbles its response a byte at a time is cut
+off when the deadline passes, not when it pauses. It never raises for network or
+protocol trouble: the `HttpResult` says what happened, with a reason a person can act
+on and a `Failure` kind a program can branch on.
+
+TLS runs over memory BIOs, so each TLS read returns at most one record, as OpenSSL's
+SSL_read does for keepalived (genhash's verbose dumps show each read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import ipaddress
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from checkers.http_wire import (
+    DEFAULT_MAX_HEADER_SIZE,
+    Event,
+    Problem,
+    ResponseError,
+    ResponseParser,
+    build_request,
+)
+
+DEFAULT_BODY_LIMIT = 16 * 1024 * 1024
+DEFAULT_READ_SIZE = 64 * 1024
+_TLS_RECV = 64 * 1024
+_IMMEDIATE_UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+class Failure(StrEnum):
+    """What went wrong, by phase."""
+
+    BIND_FAILED = "bind-failed"          # the bind address could not be used
+    UNREACHABLE = "unreachable"          # connect() failed at once: no route
+    CONNECT_ERROR = "connect-error"      # connect() failed at once otherwise
+    CONNECT_TIMEOUT = "connect-timeout"
+    CONNECT_FAILED = "connect-failed"    # refused, reset, host unreachable (ARP) ...
+    TLS_TIMEOUT = "tls-timeout"
+    TLS_FAILED = "tls-failed"            # handshake refused, not TLS, bad certificate
+    WRITE_TIMEOUT = "write-timeout"
+    WRITE_FAILED = "write-failed"
+    READ_TIMEOUT = "read-timeout"
+    READ_FAILED = "read-failed"
+    NO_RESPONSE = Problem.NO_RESPONSE.value    # closed before the end of the headers
+    TLS_CLOSED = "tls-closed"            # close_notify before the end of the headers
+    HEADERS_TOO_LARGE = Problem.HEADERS_TOO_LARGE.value
+    MALFORMED = Problem.MALFORMED.value
+    TRUNCATED = Problem.TRUNCATED.value
+    BODY_TOO_LARGE = Problem.BODY_TOO_LARGE.value
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """The outcome of one fetch. `failure` is None when a whole response was read; the
+    status code is the caller's to judge."""
+
+    failure: Failure | None = None
+    reason: str = ""                # for people; "" on success
+    status: int | None = None       # None: no status line was read
+    digest: str | None = None       # MD5 hex of the body as keepalived hashes it
+    body_length: int = 0            # body bytes received
+    elapsed: float = 0.0            # seconds from the start to the end (or failure)
+    bytes_received: int = 0         # everything read, headers included
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None       # with keep_body=True
+    complete: bool = False          # the body's framing was satisfied
+    tls_close_notify: bool = False  # the TLS session ended with a close_notify
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+OnRead = Callable[[bytes, list[Event]], None]
+
+
+class _Progress:
+    """How far a fetch got: the phase a deadline would interrupt, the bytes read."""
+
+    def __init__(self) -> None:
+        self.phase = Failure.CONNECT_TIMEOUT
+        self.received = 0
+
+
+class _Failed(Exception):
+    def __init__(self, failure: Failure, reason: str):
+        super().__init__(reason)
+        self.failure = failure
+
+
+def _seconds(value: float) -> str:
+    return str(float(value))
+
+
+def _strerror(err: int) -> str:
+    return os.strerror(err) if err else "unknown error"
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "connection closed by the server"
+    return exc.reason or exc.strerror or str(exc)
+
+
+@functools.lru_cache(maxsize=64)
+def tls_context(*, verify: bool = False, ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context: no verification (keepalived's way) unless `verify` or
+    `ca_file`; with `ca_file`, only that CA is trusted, else the system's store.
+    Contexts are shared between fetches (a CA file is read once per process)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # OpenSSL's own default list, as keepalived gets it, rather than Python's narrower one:
+    # a check must reach the same (sometimes old) real servers keepalived reaches.
+    ctx.set_ciphers("DEFAULT")
+    if verify or ca_file:
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if ca_file:
+            ctx.load_verify_locations(cafile=ca_file)
+        else:
+            ctx.load_default_certs()
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class _Connection:
+    """A connected non-blocking socket, with TLS over memory BIOs when asked."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket):
+        self.loop = loop
+        self.sock = sock
+        self.tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.close_notify = False
+
+    async def connect(self, address: tuple) -> None:
+        err = self.sock.connect_ex(address)
+        if err == 0:
+            return
+        if err != errno.EINPROGRESS:
+            kind = Failure.UNREACHABLE if err in _IMMEDIATE_UNREACHABLE else Failure.CONNECT_ERROR
+            what = "network unreachable" if kind is Failure.UNREACHABLE else "cannot connect"
+            raise _Failed(kind, f"{what}: {_strerror(err)}")
+        writable = self.loop.create_future()
+        fd = self.sock.fileno()
+        self.loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+        try:
+            await writable
+        finally:
+            self.loop.remove_writer(fd)
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == errno.ECONNREFUSED:
+            raise _Failed(Failure.CONNECT_FAILED, "connection refused")
+        if err:
+            raise _Failed(Failure.CONNECT_FAILED, f"connect failed: {_strerror(err)}")
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
+        self.tls = ctx.wrap_bio(self._incoming, self._outgoing, server_side=False,
+                                server_hostname=server_hostname)
+        try:
+            while True:
+                try:
+                    self.tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pass
+                await self._flush()
+                await self._receive()
+            await self._flush()
+        except ssl.SSLError as exc:  # before OSError: it is one
+            raise _Failed(Failure.TLS_FAILED,
+                          f"TLS handshake failed: {_tls_reason(exc)}") from None
+        except OSError as exc:
+            raise _Failed(Failure.CONNECT_FAILED,
+                          f"TLS handshake failed: {_strerror(exc.errno or 0)}") from None
+
+    async def send(self, data: bytes) -> None:
+        try:
+            if self.tls is None:
+                await self.loop.sock_sendall(self.sock, data)
+            else:
+                self.tls.write(data)
+                await self._flush()
+        except (OSError, ssl.SSLError) as exc:
+            detail = _tls_reason(exc) if isinstance(exc, ssl.SSLError) else \
+                _strerror(exc.errno or 0)
+            raise _Failed(Failure.WRITE_FAILED, f"cannot send the request: {detail}") from None
+
+    async def read(self, size: int) -> bytes:
+        """Up to `size` bytes (at most one TLS record); b"" at the end of the stream.
+        Raises OSError, or ssl.SSLError for TLS trouble other than the end."""
+        if self.tls is None:
+            return await self.loop.sock_recv(self.sock, size)
+        while True:
+            try:
+                data = self.tls.read(size)
+                if not data:  # Python's way of reporting close_notify
+                    self.close_notify = True
+                return data
+            except ssl.SSLWantReadError:
+                await self._flush()  # e.g. a key update answer
+                await self._receive()
+            except ssl.SSLZeroReturnError:
+                self.close_notify = True
+                return b""
+            except ssl.SSLEOFError:
+                return b""  # closed without close_notify: most servers do that
+
+    async def _receive(self) -> None:
+        data = await self.loop.sock_recv(self.sock, _TLS_RECV)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    async def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self.loop.sock_sendall(self.sock, data)
+
+
+def _make_socket(family: int, bind: str | None, fwmark: int | None) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        if fwmark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, fwmark)
+        if bind:
+            sock.bind((bind, 0))
+    except OSError as exc:
+        sock.close()
+        what = f"cannot bind to {bind}" if bind else f"cannot set fwmark {fwmark}"
+        raise _Failed(Failure.BIND_FAILED, f"{what}: {_strerror(exc.errno or 0)}") from None
+    return sock
+
+
+async def fetch(host: str, port: int, path: str = "/", *, tls: bool = False,
+                sni: str | None = None, virtualhost: str | None = None,
+                protocol: str = "1.0", timeout: float = 5.0,
+                body_limit: int | None = DEFAULT_BODY_LIMIT, bind: str | None = None,
+                fwmark: int | None = None, verify: bool = False, ca_file: str | None = None,
+                keep_body: bool = False, strict: bool = True,
+                max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+                read_size: int = DEFAULT_READ_SIZE, on_read: OnRead | None = None) -> HttpResult:
+    """GET `path` from `host` (an IP address) and `port`; never raises for network or
+    protocol trouble.
+
+    `protocol`: "1.0", "1.0C" or "1.1" (see `http_wire.build_request`). `sni`: the TLS
+    server name to send (None: none, as keepalived without enable_sni). `verify` /
+    `ca_file`: check the server certificate (against `sni`, else the IP address).
+    `timeout`: the one deadline, in seconds, for connect, TLS, request and response.
+    `body_limit`: fail on a larger body (None: no limit). `strict`: see http_wire;
+    with strict=False a TLS error while reading ends the response like a close, as in
+    keepalived. `read_size`: the most bytes taken per read. `on_read(data, events)`
+    sees every read and the parser events it produced (genhash's verbose output).
+
+    Raises ValueError only for bad arguments: a host that is not an IP address, an
+    unknown protocol, a path or virtualhost with a line break or NUL.
+    """
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    parser = ResponseParser(strict=strict, max_header_size=max_header_size,
+                            body_limit=body_limit, keep_body=keep_body)
+    address = ipaddress.ip_address(str(host))
+    host = str(address)
+    request = build_request(path, host, port, virtualhost=virtualhost, protocol=protocol)
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    progress = _Progress()
+    failure: Failure | None = None
+    reason = ""
+    sock: socket.socket | None = None
+    conn: _Connection | None = None
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            try:
+                sock = _make_socket(family, bind, fwmark)
+                conn = _Connection(loop, sock)
+                target = (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
+                await conn.connect(target)
+                if tls:
+                    progress.phase = Failure.TLS_TIMEOUT
+                    server_name = sni or (host if verify or ca_file else None)
+                    await conn.start_tls(tls_context(verify=verify, ca_file=ca_file),
+                                         server_name)
+                progress.phase = Failure.WRITE_TIMEOUT
+                await conn.send(request)
+                progress.phase = Failure.READ_TIMEOUT
+                await _read_response(conn, parser, strict, read_size, on_read, progress)
+            except _Failed as exc:
+                failure, reason = exc.failure, str(exc)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        failure = progress.phase
+        reason = _timeout_reason(progress.phase, timeout, progress.received)
+    finally:
+        if sock is not None:
+            sock.close()
+    head = parser.head
+    return HttpResult(
+        failure=failure, reason=reason, status=head.status if head else None,
+        digest=parser.digest if head else None, body_length=parser.body_length,
+        elapsed=time.monotonic() - started, bytes_received=progress.received,
+        headers=head.headers if head else (), body=parser.body if head else None,
+        complete=parser.complete, tls_close_notify=conn.close_notify if conn else False)
+
+
+def _timeout_reason(phase: Failure, timeout: float, received: int) -> str:
+    limit = _seconds(timeout)
+    if phase is Failure.CONNECT_TIMEOUT:
+        return f"connect timeout after {limit} s"
+    if phase is Failure.TLS_TIMEOUT:
+        return f"TLS handshake timeout after {limit} s"
+    if phase is Failure.WRITE_TIMEOUT:
+        return f"request not sent within the {limit} s deadline"
+    got = "no data received" if not received else f"{received} bytes received"
+    return f"response exceeded {limit} s deadline ({got})"
+
+
+async def _read_response(conn: _Connection, parser: ResponseParser, strict: bool,
+                         read_size: int, on_read: OnRead | None, progress: _Progress) -> None:
+    """Read until the response ends, counting into `progress`. Raises _Failed."""
+    while True:
+        room = parser.header_room
+        size = read_size if parser.head is not None else min(read_size, room)
+        try:
+            data = await conn.read(size)
+        except ssl.SSLError as exc:
+            if not strict:
+                data = b""
+            else:
+                raise _Failed(Failure.READ_FAILED,
+                              f"TLS error while reading: {_tls_reason(exc)}") from None
+        except OSError as exc:
+            if not strict and conn.tls is not None:
+                data = b""  # keepalived ends a TLS response on any read error
+            else:
+                raise _Failed(Failure.READ_FAILED,
+                              f"read error: {_strerror(exc.errno or 0)}") from None
+        if not data:
+            try:
+                parser.feed_eof()
+            except ResponseError as exc:
+                if exc.kind is Problem.NO_RESPONSE and conn.close_notify:
+                    raise _Failed(Failure.TLS_CLOSED, "TLS session closed (close_notify) "
+                                  "before the end of the response headers") from None
+                raise _Failed(Failure(exc.kind.value), str(exc)) from None
+            return
+        progress.received += len(data)
+        problem: ResponseError | None = None
+        try:
+            events = parser.feed(data)
+        except ResponseError as exc:
+            events, problem = [], exc
+        if on_read is not None:
+            on_read(data, events)
+        if problem is not None:
+            raise _Failed(Failure(problem.kind.value), str(problem))
+        if parser.finished:
+            return
