@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     config, _ = load_config(str(path), config_id="dirA")
     with tempfile.TemporaryDirectory() as tmp:
         yaml_path = Path(tmp) / "dirA.yaml"
-        yaml_path.write_text(dump_yaml(config))
+        yaml_path.write_text(dump_yaml(config, concise=True))
         again, _ = load_config(str(yaml_path))
         say(f"== director convert -f {path.name} -i dirA > dirA.yaml "
             f"({len(yaml_path.read_text().splitlines())} lines of YAML)")

@@ -37,6 +37,7 @@ from checkers.spec import (
     resolved_timing,
 )
 from director.config import convert
+from director.config.blocks import read_interface_name
 from director.config.errors import Diagnostics
 from director.config.tree import Node, Word
 
@@ -50,7 +51,6 @@ _SCHEDULED = _CONNECTING | {"MISC_CHECK"}
 
 _DEPRECATED = {"nb_get_retry": "retry"}
 
-_IFNAMSIZ = 16
 _STATUS_MIN, _STATUS_MAX = 100, 599
 _ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
             "v": "\v"}
@@ -102,13 +102,6 @@ def _port(word: Word, diag: Diagnostics) -> int | None:
 
 def _address(word: Word, diag: Diagnostics) -> IPAddress | None:
     return convert.address(word, diag)
-
-
-def _interface_name(word: Word, diag: Diagnostics) -> str | None:
-    if len(word) >= _IFNAMSIZ or word in (".", "..") or re.search(r"[\s/:]", word):
-        diag.error(word.origin, f"'{word}' is not a valid interface name")
-        return None
-    return str(word)
 
 
 def _split_quoted_escaped(text: str) -> list[str] | None:
@@ -290,7 +283,7 @@ _CONNECTION: dict[str, Reader] = {
     "connect_port": _one("connect_port", _port),
     "bindto": _one("bindto", _address),
     "bind_port": _one("bind_port", _port),
-    "bind_if": _one("bind_if", _interface_name),
+    "bind_if": _one("bind_if", read_interface_name),
     "connect_timeout": _one("connect_timeout", _seconds("connect_timeout", True)),
     "fwmark": _one("fwmark", _count("fwmark")),
 }
@@ -301,6 +294,9 @@ _TIMING: dict[str, Reader] = {
     "delay_loop": _one("delay_loop", _seconds("delay_loop", True)),
     "alpha": _flag("alpha"),
     "log_all_failures": _flag("log_all_failures"),
+    # Beyond keepalived: thresholds of the checker's up/down verdict.
+    "rise": _one("rise", _int_range("rise", 1, 2**31 - 1)),
+    "fall": _one("fall", _int_range("fall", 1, 2**31 - 1)),
 }
 _HTTP: dict[str, Reader] = {
     "virtualhost": _text("virtualhost"),

@@ -3,192 +3,55 @@ top-level daemon statements (net_namespace, instance, use_pid_dir, ...).
 
 The VRRP builder reads the same lines into the `VrrpGlobals` that the VRRP root
 carries: its own keywords (`VRRP_GLOBAL_KEYWORDS`) are skipped here; the shared ones
-(`VRRP_SHARED_GLOBAL_KEYWORDS`) are read and reported on here.
-
-Also home of the small block-reading helpers that the LVS builder shares: a table maps
-each keyword to a handler that reads its line into `Fields`.
+(`VRRP_SHARED_GLOBAL_KEYWORDS`) are read and reported on here. A table maps each
+keyword to a handler that reads its line (see `director.config.blocks`).
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from director.config import convert
+from director.config.blocks import (
+    INT32_MAX,
+    UINT32_MAX,
+    Fields,
+    Handler,
+    Reader,
+    dynamic_interfaces,
+    flag_field,
+    int_field,
+    no_block,
+    read_block,
+    read_cpus,
+    read_fifo,
+    read_rlimit_rttime,
+    reader_field,
+    script_field,
+    script_user,
+    timer_field,
+    value_origin,
+    word_field,
+)
+
+# Once defined here; still imported from here by the keepalived.conf front end.
+from director.config.blocks import read_timer as read_timer
+from director.config.blocks import unknown_keyword as unknown_keyword
 from director.config.build_vrrp import VRRP_GLOBAL_KEYWORDS, build_vrrp_globals
 from director.config.errors import Diagnostics
 from director.config.model import (
-    FieldOrigin,
-    Fifo,
     FlushOnStop,
     GlobalDefs,
     LvsSyncDaemon,
     LvsTimeouts,
     ProcessTuning,
-    Script,
     SmtpServer,
 )
 from director.config.tree import Node, Word
 from vrrp.spec import VrrpGlobals
 
-MAX_SECONDS = 1e9  # ~31 years: beyond any sensible timer, and safe for timer arithmetic
-UINT32_MAX = 2**32 - 1
-INT32_MAX = 2**31 - 1
-
-
-# ----------------------------------------------------------------- block reading helpers
-
-
-class Fields:
-    """What one block set: field values and where each was written."""
-
-    __slots__ = ("origins", "values")
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.origins: dict[str, str] = {}
-
-    def set(self, name: str, value: Any, origin: str) -> None:
-        self.values[name] = value
-        self.origins[name] = origin
-
-    def field_origins(self) -> tuple[FieldOrigin, ...]:
-        return tuple(FieldOrigin(name=n, origin=o) for n, o in self.origins.items())
-
-
-Handler = Callable[[Node, Diagnostics, Fields], None]
-
-
-def value_origin(node: Node) -> str:
-    """Where a keyword's value is (its first argument), else where the keyword is."""
-    return node.args[0].origin if node.args else node.origin
-
-
-def read_block(children: Iterable[Node], diag: Diagnostics, table: Mapping[str, Handler],
-               where: str, fields: Fields | None = None,
-               skip: Iterable[str] = ()) -> Fields:
-    """Run each line of a block through its handler; unknown keywords are warnings."""
-    fields = Fields() if fields is None else fields
-    skipped = frozenset(skip)
-    for node in children:
-        handler = table.get(node.keyword)
-        if handler is not None:
-            handler(node, diag, fields)
-        elif node.keyword not in skipped:
-            unknown_keyword(node, diag, where, table)
-    return fields
-
-
-def unknown_keyword(node: Node, diag: Diagnostics, where: str, known: Iterable[str]) -> None:
-    close = difflib.get_close_matches(str(node.keyword), list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    diag.warning(node.origin, f"unknown keyword '{node.keyword}' in {where}{hint}; ignored")
-
-
-def no_block(node: Node, diag: Diagnostics) -> None:
-    if node.children is not None:
-        diag.warning(node.origin, f"'{node.keyword}' takes no block; the block is ignored")
-
-
-def read_timer(word: Word, diag: Diagnostics, what: str, positive: bool = False,
-               high: float = MAX_SECONDS) -> float | None:
-    value = convert.number(word, diag, 0, high, what)
-    if value is not None and positive and value == 0:
-        diag.error(word.origin, f"{what} must be greater than 0")
-        return None
-    return value
-
-
-def read_script(node: Node, diag: Diagnostics) -> Script | None:
-    """``keyword COMMAND [USER [GROUP]]`` (a command with arguments is quoted)."""
-    no_block(node, diag)
-    if not convert.args(node, diag, 1, 3):
-        return None
-    if not node.args[0].strip():
-        diag.error(node.args[0].origin, f"'{node.keyword}' needs a command")
-        return None
-    words = [str(w) for w in node.args]
-    return Script(command=words[0], user=words[1] if len(words) > 1 else None,
-                  group=words[2] if len(words) > 2 else None, origin=node.origin)
-
-
-def flag_field(name: str) -> Handler:
-    """A keyword that is on when present (``keyword [on|off|yes|no|true|false]``)."""
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        value = convert.flag(node, diag)
-        if value is not None:
-            fields.set(name, value, value_origin(node))
-    return handler
-
-
-def word_field(name: str) -> Handler:
-    """``keyword WORD``: a name, a path."""
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        word = convert.first(node, diag)
-        if word is not None:
-            fields.set(name, str(word), word.origin)
-    return handler
-
-
-def text_field(name: str) -> Handler:
-    """``keyword TEXT...``: free text, its words joined by a space (as keepalived)."""
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        if convert.args(node, diag, 1):
-            fields.set(name, " ".join(node.args), node.args[0].origin)
-    return handler
-
-
-def timer_field(name: str, positive: bool = False, high: float = MAX_SECONDS,
-                scale: float = 1.0) -> Handler:
-    """``keyword SECONDS`` (``scale`` converts other units, e.g. 1e-6 for usecs)."""
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        word = convert.first(node, diag)
-        if word is None:
-            return
-        value = read_timer(word, diag, str(node.keyword), positive, high)
-        if value is not None:
-            fields.set(name, value * scale, word.origin)
-    return handler
-
-
-def int_field(name: str, low: int, high: int) -> Handler:
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        word = convert.first(node, diag)
-        if word is None:
-            return
-        value = convert.integer(word, diag, low, high, str(node.keyword))
-        if value is not None:
-            fields.set(name, value, word.origin)
-    return handler
-
-
-def script_field(name: str) -> Handler:
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        script = read_script(node, diag)
-        if script is not None:
-            fields.set(name, script, value_origin(node))
-    return handler
-
-
 # ----------------------------------------------------------------- global_defs keywords
-
-
-def _fifo(name: str) -> Handler:
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        if not convert.args(node, diag, 1, 3):
-            return
-        words = [str(w) for w in node.args]
-        fields.set(name, Fifo(path=words[0], user=words[1] if len(words) > 1 else None,
-                              group=words[2] if len(words) > 2 else None, origin=node.origin),
-                   node.args[0].origin)
-    return handler
 
 
 def _notification_email(node: Node, diag: Diagnostics, fields: Fields) -> None:
@@ -217,29 +80,19 @@ def _smtp_server(node: Node, diag: Diagnostics, fields: Fields) -> None:
                node.args[0].origin)
 
 
-def _script_user(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    if not convert.args(node, diag, 1, 2):
-        return
-    fields.set("script_user", str(node.args[0]), node.args[0].origin)
-    if len(node.args) == 2:
-        fields.set("script_group", str(node.args[1]), node.args[1].origin)
+_max_auto_priority_value = int_field("max_auto_priority", -1, 99)
 
 
 def _max_auto_priority(node: Node, diag: Diagnostics, fields: Fields) -> None:
+    """``max_auto_priority [PRIORITY]``: "Omitting the priority sets the maximum value"."""
+    if node.args:
+        _max_auto_priority_value(node, diag, fields)
+        return
     no_block(node, diag)
-    if not node.args:  # "Omitting the priority sets the maximum value"
-        fields.set("max_auto_priority", 99, node.origin)
-        return
-    word = convert.first(node, diag)
-    if word is None:
-        return
-    value = convert.integer(word, diag, -1, 99, "max_auto_priority")
-    if value is not None:
-        fields.set("max_auto_priority", value, word.origin)
+    fields.set("max_auto_priority", 99, node.origin)
 
 
-def _tuning(process: str, key: str, read: Callable[[Node, Diagnostics], Any]) -> Handler:
+def _tuning(process: str, key: str, read: Reader) -> Handler:
     """A setting of one child process (vrrp_priority -> vrrp_process.priority)."""
     def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
         no_block(node, diag)
@@ -252,59 +105,26 @@ def _tuning(process: str, key: str, read: Callable[[Node, Diagnostics], Any]) ->
     return handler
 
 
-def _nice(node: Node, diag: Diagnostics) -> int | None:
-    word = convert.first(node, diag)
-    return None if word is None else convert.integer(word, diag, -20, 19, str(node.keyword))
-
-
-def _rt_priority(node: Node, diag: Diagnostics) -> int | None:
-    word = convert.first(node, diag)
-    return None if word is None else convert.integer(word, diag, 1, 99, str(node.keyword))
-
-
-def _on(node: Node, diag: Diagnostics) -> bool | None:
-    return convert.flag(node, diag)
-
-
-def _cpus(node: Node, diag: Diagnostics) -> tuple[int, ...] | None:
-    if not convert.args(node, diag, 1):
-        return None
-    cpus = [convert.integer(w, diag, 0, 4095, "cpu") for w in node.args]
-    return None if None in cpus else tuple(c for c in cpus if c is not None)
-
-
-def _rlimit(node: Node, diag: Diagnostics) -> float | None:
-    word = convert.first(node, diag)
-    if word is None:
-        return None
-    usecs = convert.integer(word, diag, 2, UINT32_MAX, str(node.keyword))
-    return None if usecs is None else usecs / 1e6
+def _whole(low: int, high: int) -> Reader:
+    def read(node: Node, diag: Diagnostics) -> int | None:
+        word = convert.first(node, diag)
+        return None if word is None else convert.integer(word, diag, low, high,
+                                                         str(node.keyword))
+    return read
 
 
 def _tuning_handlers() -> dict[str, Handler]:
     table: dict[str, Handler] = {}
     for process in ("vrrp", "checker", "bfd"):
         target = f"{process}_process"
-        table[f"{process}_priority"] = _tuning(target, "priority", _nice)
-        table[f"{process}_no_swap"] = _tuning(target, "no_swap", _on)
-        table[f"{process}_rt_priority"] = _tuning(target, "rt_priority", _rt_priority)
-        table[f"{process}_cpu_affinity"] = _tuning(target, "cpu_affinity", _cpus)
-        table[f"{process}_rlimit_rttime"] = _tuning(target, "rlimit_rttime", _rlimit)
+        table[f"{process}_priority"] = _tuning(target, "priority", _whole(-20, 19))
+        table[f"{process}_no_swap"] = _tuning(target, "no_swap", convert.flag)
+        table[f"{process}_rt_priority"] = _tuning(target, "rt_priority", _whole(1, 99))
+        table[f"{process}_cpu_affinity"] = _tuning(target, "cpu_affinity", read_cpus)
+        table[f"{process}_rlimit_rttime"] = _tuning(target, "rlimit_rttime",
+                                                    read_rlimit_rttime)
         table[f"{process}_rlimit_rtime"] = table[f"{process}_rlimit_rttime"]  # deprecated
     return table
-
-
-def _dynamic_interfaces(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    if not convert.args(node, diag, 0, 1):
-        return
-    if node.args:
-        if node.args[0] != "allow_if_changes":
-            diag.error(node.args[0].origin, f"unknown option '{node.args[0]}' of "
-                                            "dynamic_interfaces (expected allow_if_changes)")
-            return
-        fields.set("dynamic_interfaces_allow_if_changes", True, node.args[0].origin)
-    fields.set("dynamic_interfaces", True, node.origin)
 
 
 def _lvs_timeouts(node: Node, diag: Diagnostics, fields: Fields) -> None:
@@ -498,13 +318,13 @@ GLOBAL_HANDLERS: dict[str, Handler] = {
                                            high=1000),
     "umask": _umask,
     "random_seed": int_field("random_seed", 0, UINT32_MAX),
-    "script_user": _script_user,
+    "script_user": script_user,
     "enable_script_security": flag_field("enable_script_security"),
-    "notify_fifo": _fifo("notify_fifo"),
+    "notify_fifo": reader_field("notify_fifo", read_fifo),
     "notify_fifo_script": script_field("notify_fifo_script"),
-    "lvs_notify_fifo": _fifo("lvs_notify_fifo"),
+    "lvs_notify_fifo": reader_field("lvs_notify_fifo", read_fifo),
     "lvs_notify_fifo_script": script_field("lvs_notify_fifo_script"),
-    "dynamic_interfaces": _dynamic_interfaces,
+    "dynamic_interfaces": dynamic_interfaces,
     "default_interface": word_field("default_interface"),
     "tmp_config_directory": word_field("tmp_config_directory"),
     "config_save_dir": word_field("config_save_dir"),

@@ -17,29 +17,31 @@ from typing import Any
 
 from checkers.spec import CheckDefaults, CheckerSpec
 from director.config import convert
-from director.config.build_checkers import CHECKER_KEYWORDS, build_checker
-from director.config.build_globals import (
+from director.config.blocks import (
     UINT32_MAX,
     Fields,
     Handler,
+    enum_field,
     flag_field,
+    int_field,
     no_block,
+    reader_field,
     script_field,
     text_field,
     timer_field,
     unknown_keyword,
-    value_origin,
     word_field,
 )
+from director.config.build_checkers import CHECKER_KEYWORDS, build_checker
 from director.config.errors import Diagnostics
 from director.config.model import (
     PERSISTENCE_TIMEOUT_DEFAULT,
+    AddressFamily,
     AddressRange,
     Forwarding,
     GlobalDefs,
     GroupFwmark,
     IPAddress,
-    IPFamily,
     LvsMethod,
     Protocol,
     RealServer,
@@ -134,11 +136,11 @@ def _group_entry(node: Node, diag: Diagnostics) -> AddressRange | GroupFwmark | 
         mark = convert.integer(node.args[0], diag, 1, FWMARK_MAX, "fwmark")
         family = None
         if len(node.args) == 2:
-            chosen = convert.choice(node.args[1], [f.value for f in IPFamily], diag,
+            chosen = convert.choice(node.args[1], [f.value for f in AddressFamily], diag,
                                     "address family", case_sensitive=True)
             if chosen is None:
                 return None
-            family = IPFamily(chosen)
+            family = AddressFamily(chosen)
         if mark is None:
             return None
         return GroupFwmark(fwmark=mark, ip_family=family, origin=node.origin)
@@ -233,11 +235,7 @@ def read_lvs_method(node: Node, diag: Diagnostics) -> LvsMethod | None:
 
 
 def _lvs_method(name: str) -> Handler:
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        method = read_lvs_method(node, diag)
-        if method is not None:
-            fields.set(name, method, value_origin(node))
-    return handler
+    return reader_field(name, read_lvs_method)
 
 
 def _server_address(node: Node, diag: Diagnostics,
@@ -257,30 +255,12 @@ def _server_address(node: Node, diag: Diagnostics,
     return None if address is None else (address, port, port_origin)
 
 
-def _retry(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        value = convert.integer(word, diag, 0, UINT32_MAX, "retry")
-        if value is not None:
-            fields.set("retry", value, word.origin)
-
-
-def _weight(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        value = convert.integer(word, diag, 0, WEIGHT_MAX, "weight")
-        if value is not None:
-            fields.set("weight", value, word.origin)
-
-
 # Settings a virtual server passes down to its real servers (and they to checkers).
 _CHECK_SETTINGS: dict[str, Handler] = {
     "delay_loop": timer_field("delay_loop", positive=True),
     "connect_timeout": timer_field("connect_timeout", positive=True),
-    "retry": _retry,
-    "nb_get_retry": _retry,  # deprecated
+    "retry": int_field("retry", 0, UINT32_MAX),
+    "nb_get_retry": int_field("retry", 0, UINT32_MAX, what="retry"),  # deprecated
     "delay_before_retry": timer_field("delay_before_retry"),
     "warmup": timer_field("warmup"),
     "inhibit_on_failure": flag_field("inhibit_on_failure"),
@@ -288,22 +268,11 @@ _CHECK_SETTINGS: dict[str, Handler] = {
     "smtp_alert": flag_field("smtp_alert"),
     "virtualhost": text_field("virtualhost"),
     "snmp_name": text_field("snmp_name"),
-    "weight": _weight,
+    "weight": int_field("weight", 0, WEIGHT_MAX),
 }
 
 
 # ----------------------------------------------------------------- real_server
-
-
-def _threshold(name: str) -> Handler:
-    def handler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-        no_block(node, diag)
-        word = convert.first(node, diag)
-        if word is not None:
-            value = convert.integer(word, diag, 0, UINT32_MAX, name)
-            if value is not None:
-                fields.set(name, value, word.origin)
-    return handler
 
 
 _RS_HANDLERS: dict[str, Handler] = {
@@ -312,8 +281,8 @@ _RS_HANDLERS: dict[str, Handler] = {
     "lb_kind": _lvs_method("lvs_method"),  # lenient: keepalived only has it on services
     "notify_up": script_field("notify_up"),
     "notify_down": script_field("notify_down"),
-    "uthreshold": _threshold("uthreshold"),
-    "lthreshold": _threshold("lthreshold"),
+    "uthreshold": int_field("uthreshold", 0, UINT32_MAX),
+    "lthreshold": int_field("lthreshold", 0, UINT32_MAX),
 }
 
 _INHERITED = ("delay_loop", "connect_timeout", "retry", "delay_before_retry", "warmup",
@@ -428,25 +397,6 @@ def _sched_flag(flag: SchedulerFlag) -> Handler:
     return handler
 
 
-def _protocol(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        name = convert.choice(word, [p.value for p in Protocol], diag, "protocol")
-        if name is not None:
-            fields.set("protocol", Protocol(name), word.origin)
-
-
-def _ip_family(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        name = convert.choice(word, [f.value for f in IPFamily], diag, "address family",
-                              case_sensitive=True)
-        if name is not None:
-            fields.set("ip_family", IPFamily(name), word.origin)
-
-
 def _persistence_timeout(node: Node, diag: Diagnostics, fields: Fields) -> None:
     no_block(node, diag)
     if not convert.args(node, diag, 0, 1):
@@ -476,32 +426,14 @@ def _persistence_granularity(node: Node, diag: Diagnostics, fields: Fields) -> N
             diag.error(word.origin, f"persistence_granularity '{word}' is not a netmask with "
                                     "contiguous bits (e.g. 255.255.255.0)")
             return
-        fields.values["granularity_family"] = IPFamily.INET
+        fields.values["granularity_family"] = AddressFamily.INET
     else:
         read = convert.integer(word, diag, 1, 128, "persistence_granularity")
         if read is None:
             return
         prefix = read
-        fields.values["granularity_family"] = IPFamily.INET6
+        fields.values["granularity_family"] = AddressFamily.INET6
     fields.set("persistence_granularity", prefix, word.origin)
-
-
-def _quorum(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        value = convert.integer(word, diag, 1, UINT32_MAX, "quorum")
-        if value is not None:
-            fields.set("quorum", value, word.origin)
-
-
-def _hysteresis(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        value = convert.integer(word, diag, 0, UINT32_MAX, "hysteresis")
-        if value is not None:
-            fields.set("hysteresis", value, word.origin)
 
 
 def _sorry_server(node: Node, diag: Diagnostics, fields: Fields) -> None:
@@ -512,18 +444,12 @@ def _sorry_server(node: Node, diag: Diagnostics, fields: Fields) -> None:
         fields.values["sorry_server_node"] = node
 
 
-def _scheduler(node: Node, diag: Diagnostics, fields: Fields) -> None:
-    no_block(node, diag)
-    word = convert.first(node, diag)
-    if word is not None:
-        fields.set("lvs_sched", str(word), word.origin)
-
-
 _VS_HANDLERS: dict[str, Handler] = {
     **_CHECK_SETTINGS,
-    "ip_family": _ip_family,
-    "lvs_sched": _scheduler,
-    "lb_algo": _scheduler,  # deprecated
+    "ip_family": enum_field("ip_family", AddressFamily, "address family",
+                            case_sensitive=True),
+    "lvs_sched": word_field("lvs_sched"),
+    "lb_algo": word_field("lvs_sched"),  # deprecated
     **{flag.value: _sched_flag(flag) for flag in SchedulerFlag},
     "ops": flag_field("ops"),
     "hashed": flag_field("hashed"),
@@ -532,11 +458,11 @@ _VS_HANDLERS: dict[str, Handler] = {
     "persistence_engine": word_field("persistence_engine"),
     "persistence_timeout": _persistence_timeout,
     "persistence_granularity": _persistence_granularity,
-    "protocol": _protocol,
+    "protocol": enum_field("protocol", Protocol, "protocol"),
     "ha_suspend": flag_field("ha_suspend"),
     "omega": flag_field("omega"),
-    "quorum": _quorum,
-    "hysteresis": _hysteresis,
+    "quorum": int_field("quorum", 1, UINT32_MAX),
+    "hysteresis": int_field("hysteresis", 0, UINT32_MAX),
     "quorum_up": script_field("quorum_up"),
     "quorum_down": script_field("quorum_down"),
     "sorry_server": _sorry_server,
@@ -635,7 +561,7 @@ def _check_granularity_form(values: dict[str, Any], fields: Fields,
     if family is None or family is form:
         return
     origin = fields.origins["persistence_granularity"]
-    wanted = "a netmask such as 255.255.255.0" if family is IPFamily.INET else (
+    wanted = "a netmask such as 255.255.255.0" if family is AddressFamily.INET else (
         "a prefix length (1-128)")
     diag.error(origin, f"persistence_granularity of an {family.value} service must be "
                        f"{wanted}")

@@ -14,13 +14,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from director.config import convert
-from director.config.build_globals import (
-    TOP_LEVEL_GLOBAL_KEYWORDS,
-    build_global_defs,
-    no_block,
-    read_timer,
-    unknown_keyword,
-)
+from director.config.blocks import list_block, no_block, read_timer, unknown_keyword
+from director.config.build_globals import TOP_LEVEL_GLOBAL_KEYWORDS, build_global_defs
 from director.config.build_lvs import build_virtual_server_group, build_virtual_servers
 from director.config.build_vrrp import TOP_LEVEL_VRRP_KEYWORDS, build_vrrp_config
 from director.config.errors import ConfigError, Diagnostics, Problem
@@ -161,6 +156,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def _needs_block(node: Node, diag: Diagnostics) -> bool:
+    """A block whose lines may open blocks of their own (global_defs, SSL)."""
     if node.children is None:
         diag.error(node.origin, f"'{node.keyword}' needs a {{ }} block")
         return False
@@ -172,9 +168,10 @@ def _needs_block(node: Node, diag: Diagnostics) -> bool:
 
 def _block_entries(node: Node, diag: Diagnostics, read: Callable[[Node, Diagnostics], object]
                    ) -> list:
-    if not _needs_block(node, diag):
+    lines = list_block(node, diag)
+    if lines is None:
         return []
-    entries = (read(child, diag) for child in node.children or ())
+    entries = (read(child, diag) for child in lines)
     return [e for e in entries if e is not None]
 
 

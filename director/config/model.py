@@ -20,32 +20,35 @@ Where a field's value came from is kept in ``field_origins`` (keyword name ->
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from checkers.spec import CheckerSpec
-from vrrp.spec import VrrpConfig
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# What the VRRP model defines serves the whole config (director may import vrrp, not
+# the other way): one address-family enum, one record of where a value was written,
+# one notify FIFO.
+from vrrp.spec import (
+    UNSPECIFIED,
+    AddressFamily,
+    FieldOrigin,
+    IPAddress,
+    NotifyFifo,
+    VrrpConfig,
+    family_of,
+)
+from vrrp.spec import origin_of as origin_of
 
-UNSPECIFIED = ipaddress.IPv4Address("0.0.0.0")
+IPFamily = AddressFamily  # the name the LVS code uses
+Fifo = NotifyFifo  # the name global_defs code uses
+
 PERSISTENCE_TIMEOUT_DEFAULT = 360.0  # "persistence_timeout" alone: IPVS's 6 minutes
 DEFAULT_SCHEDULER = "wlc"  # keepalived's (and ipvsadm's) default
 
 
 def _origin() -> str:
     return field(default="", compare=False, repr=False)
-
-
-class IPFamily(StrEnum):
-    INET = "inet"
-    INET6 = "inet6"
-
-
-def family_of(address: IPAddress) -> IPFamily:
-    return IPFamily.INET if address.version == 4 else IPFamily.INET6
 
 
 class Protocol(StrEnum):
@@ -92,39 +95,12 @@ class FlushOnStop(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FieldOrigin:
-    """Where the value of one keyword of a statement was written."""
-
-    name: str = ""
-    origin: str = ""
-
-
-def origin_of(item: VirtualServer | RealServer | GlobalDefs, *names: str) -> str:
-    """Where the first of ``names`` that ``item`` records was written, else where the
-    item itself was."""
-    for name in names:
-        for entry in item.field_origins:
-            if entry.name == name:
-                return entry.origin
-    return item.origin
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Script:
     """A command keepalived runs (notify_up, quorum_up, startup_script, ...): the
-    command line and the optional user and group to run it as."""
+    command line as written and the optional user and group to run it as.
+    (`vrrp.spec.NotifyScript` holds the VRRP side's scripts already split into argv.)"""
 
     command: str = ""
-    user: str | None = None
-    group: str | None = None
-    origin: str = _origin()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fifo:
-    """A notify FIFO (notify_fifo, lvs_notify_fifo) and its owner."""
-
-    path: str = ""
     user: str | None = None
     group: str | None = None
     origin: str = _origin()
@@ -222,9 +198,9 @@ class GlobalDefs:
     script_user: str | None = None  # None: keepalived_script if it exists, else root
     script_group: str | None = None
     enable_script_security: bool = False
-    notify_fifo: Fifo | None = None
+    notify_fifo: NotifyFifo | None = None
     notify_fifo_script: Script | None = None
-    lvs_notify_fifo: Fifo | None = None
+    lvs_notify_fifo: NotifyFifo | None = None
     lvs_notify_fifo_script: Script | None = None
 
     # namespaces, instances, files
@@ -304,7 +280,7 @@ class AddressRange:
     origin: str = _origin()
 
     @property
-    def family(self) -> IPFamily:
+    def family(self) -> AddressFamily:
         return family_of(self.first)
 
     @property
@@ -318,7 +294,7 @@ class GroupFwmark:
     """``fwmark N [inet|inet6]`` in a group."""
 
     fwmark: int = 0
-    ip_family: IPFamily | None = None
+    ip_family: AddressFamily | None = None
     origin: str = _origin()
 
 
@@ -330,7 +306,7 @@ class VirtualServerGroup:
     origin: str = _origin()
 
     @property
-    def families(self) -> frozenset[IPFamily]:
+    def families(self) -> frozenset[AddressFamily]:
         found = {r.family for r in self.address_ranges}
         found.update(f.ip_family for f in self.fwmarks if f.ip_family is not None)
         return frozenset(found)
@@ -381,7 +357,7 @@ class VirtualServer:
     fwmark: int | None = None
     group: str | None = None
 
-    ip_family: IPFamily | None = None  # as written (for fwmark and group services)
+    ip_family: AddressFamily | None = None  # as written (for fwmark and group services)
     protocol: Protocol | None = None  # None: not set (keepalived then uses UDP)
     lvs_sched: str = DEFAULT_SCHEDULER
     sched_flags: tuple[SchedulerFlag, ...] = ()
@@ -437,7 +413,7 @@ class VirtualServer:
 
 
 def service_families(vs: VirtualServer,
-                     groups: Mapping[str, VirtualServerGroup]) -> frozenset[IPFamily]:
+                     groups: Mapping[str, VirtualServerGroup]) -> frozenset[AddressFamily]:
     """The address families of a virtual service, as keepalived settles them.
 
     An IP service has its address's family. A group has the families of its entries.
@@ -464,7 +440,7 @@ def service_families(vs: VirtualServer,
     found = {family_of(s.address) for s in servers}
     if len(found) == 1:
         return frozenset(found)
-    return frozenset((IPFamily.INET,))
+    return frozenset((AddressFamily.INET,))
 
 
 # --- other top-level statements -----------------------------------------------------

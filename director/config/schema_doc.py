@@ -36,9 +36,42 @@ the configuration model itself: every mapping below is one model class, its keys
 the class's fields. This file is generated from the model
 (`python -m director.config.schema_doc > conf/yaml-schema.md`); do not edit it by hand.
 
-- A key left out takes its default, so a file holds only what differs from the
-  defaults (`director` writes such files: `dump_yaml`). An empty file is a valid
-  configuration.
+- A key left out takes its default (an empty file is a valid configuration), or,
+  where keepalived.conf would inherit it, what it inherits. As in keepalived the
+  precedence is: checker, real server, virtual server, global settings, the kind's
+  default; a key that is written always wins, even when it equals a default.
+  - A real server takes from its virtual server `delay_loop`, `connect_timeout`,
+    `retry`, `delay_before_retry`, `warmup`, `inhibit_on_failure`, `alpha`,
+    `virtualhost`, `weight` and `lvs_method`, and the service's `port` (IP services);
+    its `smtp_alert` is global_defs' `smtp_alert_checker`, else `smtp_alert`, else on
+    (a virtual server's: the same, else off). A sorry server takes the service's
+    `port` and `lvs_method`. `persistence_granularity` alone makes a service
+    persistent for 360 s.
+  - A checker takes its timing from its real server, else its kind's default (`retry`
+    1, MISC_CHECK 0, DNS_CHECK 3; `delay_before_retry` 1 s, HTTP_GET/SSL_GET 3 s,
+    DNS_CHECK its `delay_loop`; `warmup` the real server's, else its `delay_loop`);
+    MISC_CHECK's `misc_timeout` is its `delay_loop`. A checker connects to its real
+    server's address and port (`connect_ip`, `connect_port`); HTTP_GET and SSL_GET send
+    the real server's `virtualhost`. An SMTP_CHECK without `hosts` probes its own
+    connection; each of its `hosts` takes what it leaves out from the checker, and the
+    checker what it leaves out from its first host.
+  - `vrrp.globals` takes the settings it shares with `global_defs` (`smtp_alert`,
+    `smtp_alert_vrrp`, `script_user`, `script_group`, `enable_script_security`,
+    `dynamic_interfaces`, `dynamic_interfaces_allow_if_changes`, `default_interface`,
+    `notify_fifo`, `nftables_counters`, `process_monitor_rcv_bufs[_force]`, and
+    `vrrp_priority`, `vrrp_no_swap`, `vrrp_rt_priority`, `vrrp_cpu_affinity`,
+    `vrrp_rlimit_rttime` from `vrrp_process`); `vrrp_min_garp` sets the GARP settings
+    left out, and the lower-priority GARP delay and repeat are the master ones.
+  - A VRRP instance takes what keepalived takes from the globals (`version`, the
+    multicast group of its family, `strict_mode`, the GARP settings,
+    `down_timer_adverts`, `smtp_alert`, ...) and what keepalived derives (`family` from
+    its addresses; `state` MASTER for priority 255, priority 255 for state MASTER;
+    `accept` unless strict; `check_unicast_src` for peers with a TTL range). A sync
+    group takes `smtp_alert` and `notify_priority_changes` from the globals; a
+    vrrp_script's `timeout` is its `interval`.
+- `director` writes such files (`dump_yaml`): with every effective value, or with
+  `concise`, only what is not a default and not inherited; both read back as the
+  same configuration.
 - Unknown keys are errors, reported with `FILE:LINE:COL` and the path of the key
   (`virtual_servers[3].real_servers[0].weight: expected an integer, got 'x'`).
 - Durations are in seconds and may have fractions. Addresses are strings

@@ -17,11 +17,14 @@ from vrrp.spec import (
     ADVERT_INT_V2_MAX,
     ADVERT_INT_V3_MAX,
     PRIORITY_OWNER,
+    SCOPE_MAX,
     AddressFamily,
     InstanceState,
+    Route,
     TrackedFile,
     TrackedProcess,
     TrackedScript,
+    VirtualAddress,
     VrrpConfig,
     VrrpInstance,
     family_of,
@@ -41,6 +44,8 @@ def validate_vrrp(config: Any, diag: Diagnostics) -> None:
     _vmac_names(vrrp.instances, diag)
     _sync_groups(vrrp, diag)
     _track_groups(vrrp, diag)
+    _scopes(vrrp.static_addresses, "static_ipaddress", diag)
+    _scopes(vrrp.static_routes, "static_routes", diag)
     if not isinstance(config, VrrpConfig):
         _global_references(config, vrrp, diag)
 
@@ -110,9 +115,6 @@ def _instance(instance: VrrpInstance, diag: Diagnostics) -> None:
         if instance.priority == PRIORITY_OWNER:
             diag.warning(where("nopreempt"), f"({name}) nopreempt does not apply to the "
                                              "address owner (priority 255)")
-    if instance.strict_mode and instance.unicast_peers:
-        diag.error(where("unicast_peers"), f"({name}) unicast peers are not allowed in "
-                                           "strict mode")
     if instance.use_vmac and instance.use_ipvlan:
         diag.error(_later(where("use_vmac"), where("use_ipvlan")),
                    f"({name}) use_vmac and use_ipvlan exclude each other")
@@ -124,6 +126,10 @@ def _instance(instance: VrrpInstance, diag: Diagnostics) -> None:
         diag.warning(where("track_src_ip"), f"({name}) track_src_ip without "
                                             "unicast_src_ip has no effect")
     _families(instance, diag)
+    for what, items in (("virtual_ipaddress", instance.virtual_ipaddresses),
+                        ("virtual_ipaddress_excluded", instance.virtual_ipaddresses_excluded),
+                        ("virtual_routes", instance.virtual_routes)):
+        _scopes(items, f"({name}) {what}", diag)
 
 
 def _later(a: str, b: str) -> str:
@@ -181,6 +187,16 @@ def _families(instance: VrrpInstance, diag: Diagnostics) -> None:
             vips[0].family is AddressFamily.INET6 and not vips[0].address.is_link_local:
         diag.warning(vips[0].origin, f"({name}) the first IPv6 virtual_ipaddress should be "
                                      "link local (RFC 5798)")
+
+
+def _scopes(items: Iterable[VirtualAddress | Route], what: str, diag: Diagnostics) -> None:
+    """A numeric scope is 0-255, as the keepalived.conf builder reads it."""
+    for item in items:
+        scope = item.scope
+        if isinstance(scope, int) and not 0 <= scope <= SCOPE_MAX:
+            subject = item.address if isinstance(item, VirtualAddress) else item.destination
+            diag.error(item.origin, f"{what} {subject}: scope {scope} is out of range "
+                                    f"(0-{SCOPE_MAX})")
 
 
 # ----------------------------------------------------------------- tracking

@@ -4,6 +4,10 @@ Reading builds plain data from the YAML parser's events (safe tags only), keepin
 value's position so that each problem is reported as ``FILE:LINE:COL``, and then decodes
 it strictly with `director.config.codec`. Events rather than composed nodes: composing
 costs several times more, and a 2,000 x 20 configuration must load in under 2 s.
+
+A whole configuration (`Config`) then inherits as a keepalived.conf does: what the file
+leaves out is filled in from where keepalived would take it (`director.config.resolve`),
+and dumps write out whatever inheritance would not give back.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from director.config import codec
+from director.config import codec, resolve
 from director.config.errors import Diagnostics, location
 from director.config.keepalived import validate_config
 from director.config.model import Config
@@ -72,23 +76,38 @@ def _collector_paused() -> Iterator[None]:
 
 
 def parse_yaml(text: str, filename: str, cls: Any, diag: Diagnostics) -> Any:
-    """Decode YAML text into ``cls`` (a model class) without whole-config validation."""
+    """Decode YAML text into ``cls`` (a model class) without whole-config validation;
+    a `Config` inherits what the text leaves out."""
     with _collector_paused():
         source = YamlSource(filename, diag)
         data = source.read(text)
         if data is codec.INVALID:
             return None
-        return codec.from_data(cls, data, diag, source)
+        return _resolved(codec.from_data(cls, data, diag, source), data)
 
 
-def dump_yaml(config: object) -> str:
-    """The YAML text of a model object: only what differs from the defaults."""
-    return yaml.dump(codec.to_data(config), Dumper=_Dumper, sort_keys=False,
+def _resolved(decoded: Any, data: Any) -> Any:
+    if type(decoded) is Config:
+        return resolve.resolve_config(decoded, data)
+    return decoded
+
+
+def _data(config: object, concise: bool) -> Any:
+    if type(config) is Config:
+        return resolve.config_data(config, concise=concise)
+    return codec.to_data(config)
+
+
+def dump_yaml(config: object, *, concise: bool = False) -> str:
+    """The YAML text of a model object: what differs from the defaults and, for a
+    `Config`, what inheritance would not give back. ``concise``: without what
+    inheritance gives back (see `resolve.config_data`)."""
+    return yaml.dump(_data(config, concise), Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True, width=100)
 
 
-def dump_json(config: object) -> str:
-    return json.dumps(codec.to_data(config), indent=2, ensure_ascii=False) + "\n"
+def dump_json(config: object, *, concise: bool = False) -> str:
+    return json.dumps(_data(config, concise), indent=2, ensure_ascii=False) + "\n"
 
 
 def parse_json(text: str, filename: str, cls: Any, diag: Diagnostics) -> Any:
@@ -104,7 +123,7 @@ def parse_json(text: str, filename: str, cls: Any, diag: Diagnostics) -> Any:
     except RecursionError:
         diag.error(location(filename, 1, 1), "the document is nested too deeply")
         return None
-    return codec.from_data(cls, data, diag)
+    return _resolved(codec.from_data(cls, data, diag), data)
 
 
 def _mark_origin(filename: str, mark: Any) -> str:

@@ -359,12 +359,7 @@ DATA_CASES: dict[str, bool] = {
 }
 
 # Where ours and keepalived 2.2.7 are known to disagree (strict: a fix shows up here).
-KNOWN_DISAGREEMENTS: dict[str, str] = {
-    "inet6-after-destination.conf":
-        "ours refuses 'default inet6 via ADDR', which keepalived loads (as a route to ADDR)",
-    "strict-mode-unicast.conf":
-        "ours refuses unicast peers in strict mode, which keepalived 2.2.7 accepts and runs",
-}
+KNOWN_DISAGREEMENTS: dict[str, str] = {}
 
 
 def data_cases() -> list[pytest.param]:

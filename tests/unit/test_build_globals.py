@@ -82,6 +82,8 @@ OPTIONS = [
     ("checker_cpu_affinity 0 2", "checker_process", ProcessTuning(cpu_affinity=(0, 2))),
     ("checker_rlimit_rttime 5000", "checker_process", ProcessTuning(rlimit_rttime=0.005)),
     ("checker_rlimit_rtime 5000", "checker_process", ProcessTuning(rlimit_rttime=0.005)),
+    # keepalived -t takes 1 (and uses its minimum, 2 usecs)
+    ("bfd_rlimit_rttime 1", "bfd_process", ProcessTuning(rlimit_rttime=2e-6)),
     ("bfd_priority 3", "bfd_process", ProcessTuning(priority=3)),
     ("max_auto_priority", "max_auto_priority", 99),
     ("max_auto_priority -1", "max_auto_priority", -1),
@@ -239,6 +241,8 @@ def test_vrrp_keywords_go_to_the_vrrp_globals() -> None:
     ("checker_priority 20", "20", "checker_priority 20 is out of range (-20-19)"),
     ("checker_rt_priority 0", "0", "checker_rt_priority 0 is out of range (1-99)"),
     ("checker_cpu_affinity 1 x", "x", "cpu 'x' is not a whole number"),
+    ("checker_rlimit_rttime 0", "0", "checker_rlimit_rttime 0 is out of range "
+                                     "(1-4294967295)"),
     ("max_auto_priority 100", "100", "max_auto_priority 100 is out of range (-1-99)"),
     ("startup_script_timeout 1001", "1001",
      "startup_script_timeout 1001 is out of range (0-1000)"),

@@ -1377,6 +1377,43 @@ def test_bad_routes_are_errors(line, needle, message):
     assert errors(diag) == [(where(text, needle), message)]
 
 
+@pytest.mark.parametrize(("line", "destination", "lost", "instead"), [
+    ("default inet6 via 2001:db8::1 dev eth0 table 6", "2001:db8::1/128", "gateway",
+     " (instead of a default route)"),
+    ("2001:db8:5::/64 inet6 gw 2001:db8::7 dev eth0", "2001:db8::7/128", "gateway",
+     " (instead of a route to 2001:db8:5::/64)"),
+    ("inet6 src 2001:db8::9 dev eth0", "2001:db8::9/128", "source address", ""),
+])
+def test_a_keyword_after_inet6_is_dropped_as_keepalived_does(line, destination, lost, instead):
+    # keepalived 2.2.7 takes the word after 'inet6' as its value: 'via ADDR' there
+    # loads a route to ADDR with no gateway (measured: ip -6 route after it started).
+    built, diag, text = routes(line)
+    (route,) = built
+    assert route.destination == ip_network(destination) and route.family is AddressFamily.INET6
+    assert (route.via, route.source, route.dev) == (None, None, "eth0")
+    dropped, address = line.split("inet6 ", 1)[1].split()[:2]
+    assert not diag.errors
+    assert warnings(diag) == [(where(text, "inet6"), (
+        f"keepalived 2.2.7 takes '{dropped}' as the value of 'inet6' and drops it: it loads "
+        f"a route to {destination} with no {lost}{instead}; put 'inet6' at the end of the "
+        f"line for a route {dropped} {address}"))]
+
+
+def test_a_dropped_keyword_keeps_the_checks_of_inet6():
+    built, diag, text = routes("""
+        192.0.2.0/24 inet6 via 2001:db8::1 dev eth0
+        default inet6 via 192.0.2.1 dev eth0
+        default inet6 via
+    """)
+    assert [str(r.destination) for r in built] == ["::/0"]
+    assert errors(diag) == [
+        (where(text, "inet6"), "'inet6' with the IPv4 destination 192.0.2.0/24"),
+        (where(text, "inet6", 1), "'inet6' with the IPv4 destination 192.0.2.1/32")]
+    assert warnings(diag) == [(where(text, "inet6", 2), "keepalived 2.2.7 takes 'via' as the "
+                                                        "value of 'inet6' and drops it: the "
+                                                        "route has no gateway")]
+
+
 # ======================================================================= rules
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from ipaddress import IPv4Address, IPv6Address, ip_interface
+from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 
 import pytest
 
@@ -17,6 +17,8 @@ from vrrp.spec import (
     Authentication,
     FieldOrigin,
     InstanceState,
+    Route,
+    Scope,
     SyncGroup,
     UnicastPeer,
     VirtualAddress,
@@ -229,11 +231,40 @@ def test_mcast_dst_ip_must_be_multicast():
         "(A) mcast_dst_ip ff05::12 is not a link-local multicast address"]
 
 
-def test_strict_mode_refuses_unicast_peers():
-    text = inst("A", 1, body="strict_mode\nunicast_peer {\n    192.0.2.9\n}")
-    _, _, diag = check(text)
-    assert errors(diag) == [(where(text, "unicast_peer"),
-                             "(A) unicast peers are not allowed in strict mode")]
+def test_strict_mode_accepts_unicast_peers():
+    # keepalived 2.2.7 accepts them and runs the instance in unicast (checked against
+    # keepalived -t in tests/netns: strict-mode-unicast.conf).
+    config, built, diag = check(inst("A", 1, body="strict_mode\nunicast_peer {\n    192.0.2.9\n}"))
+    (instance,) = config.instances
+    assert instance.strict_mode and instance.unicast
+    assert not built.problems and not diag.problems
+
+
+def test_numeric_scopes_must_be_0_to_255():
+    # The keepalived.conf builder refuses such a scope; a YAML file reaches the model
+    # without it, so validation checks it too.
+    def vip(scope, origin):
+        return VirtualAddress(address=ip_interface("192.0.2.1/24"), scope=scope, origin=origin)
+
+    def route(scope, origin):
+        return Route(destination=ip_network("198.51.100.0/24"), scope=scope, origin=origin)
+
+    diag = validate(VrrpConfig(
+        instances=(vrrp_instance(
+            virtual_ipaddresses=(vip(300, "y.yaml:9:5"), vip(255, "y.yaml:10:5")),
+            virtual_ipaddresses_excluded=(vip(-1, "y.yaml:12:5"),),
+            virtual_routes=(route(256, "y.yaml:14:5"), route(0, "y.yaml:15:5"),
+                            route(Scope.LINK, "y.yaml:16:5"))),),
+        static_addresses=(vip(1000, "y.yaml:20:3"), vip(Scope.HOST, "y.yaml:21:3")),
+        static_routes=(route(-5, "y.yaml:23:3"), route(None, "y.yaml:24:3"))))
+    assert errors(diag) == [
+        ("y.yaml:9:5", "(Y) virtual_ipaddress 192.0.2.1/24: scope 300 is out of range (0-255)"),
+        ("y.yaml:12:5", "(Y) virtual_ipaddress_excluded 192.0.2.1/24: scope -1 is out of "
+                        "range (0-255)"),
+        ("y.yaml:14:5", "(Y) virtual_routes 198.51.100.0/24: scope 256 is out of range "
+                        "(0-255)"),
+        ("y.yaml:20:3", "static_ipaddress 192.0.2.1/24: scope 1000 is out of range (0-255)"),
+        ("y.yaml:23:3", "static_routes 198.51.100.0/24: scope -5 is out of range (0-255)")]
 
 
 def test_first_ipv6_vip_should_be_link_local():

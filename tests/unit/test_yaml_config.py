@@ -64,7 +64,9 @@ virtual_servers:
     assert vs.origin == f"{path}:4:5"
     real = vs.real_servers[0]
     assert real.origin == f"{path}:10:9"
-    assert real.checkers == (TcpCheck(connect_timeout=3.0),)
+    # What the checker does not write, it inherits from its real server.
+    assert real.checkers == (TcpCheck(connect_timeout=3.0, connect_ip=real.address,
+                                      connect_port=80),)
     assert real.checkers[0].origin == f"{path}:13:13"
 
 
@@ -162,23 +164,26 @@ def test_the_samples_do_hold_servers_and_checkers():
 
 
 def test_a_written_config_is_short():
+    # Concise: neither the defaults nor what the servers inherit (the real server's port,
+    # the checker's connect_ip and connect_port) are written.
+    real = ipaddress.ip_address("192.0.2.10")
     config = Config(virtual_servers=(VirtualServer(
         address=ipaddress.ip_address("192.0.2.1"), port=443,
-        real_servers=(RealServer(address=ipaddress.ip_address("192.0.2.10"), port=443,
-                                 checkers=(HttpGetCheck(urls=(Url(path="/health"),)),)),)),))
-    assert dump_yaml(config) == """\
+        real_servers=(RealServer(address=real, port=443, checkers=(HttpGetCheck(
+            connect_ip=real, connect_port=443, urls=(Url(path="/health"),)),)),)),))
+    assert dump_yaml(config, concise=True) == """\
 virtual_servers:
 - address: 192.0.2.1
   port: 443
   real_servers:
   - address: 192.0.2.10
-    port: 443
     checkers:
     - kind: HTTP_GET
       urls:
       - path: /health
 """
-    assert '"kind": "HTTP_GET"' in dump_json(config)
+    assert '"kind": "HTTP_GET"' in dump_json(config, concise=True)
+    assert "connect_ip: 192.0.2.10" in dump_yaml(config)  # by default, effective values
 
 
 @settings(max_examples=60, deadline=None,
