@@ -35,6 +35,7 @@ from checkers.http_wire import (
     ResponseParser,
     build_request,
 )
+from checkers.probe_sockets import Endpoint, ProbeFailure, open_socket
 
 DEFAULT_BODY_LIMIT = 16 * 1024 * 1024
 DEFAULT_READ_SIZE = 64 * 1024
@@ -238,18 +239,13 @@ class _Connection:
             await self.loop.sock_sendall(self.sock, data)
 
 
-def _make_socket(family: int, bind: str | None, fwmark: int | None) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+def _make_socket(where: Endpoint) -> socket.socket:
+    """A non-blocking stream socket with the fwmark, interface and bind address of
+    `where` applied (the one implementation the probes share, in keepalived's order)."""
     try:
-        if fwmark:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, fwmark)
-        if bind:
-            sock.bind((bind, 0))
-    except OSError as exc:
-        sock.close()
-        what = f"cannot bind to {bind}" if bind else f"cannot set fwmark {fwmark}"
-        raise _Failed(Failure.BIND_FAILED, f"{what}: {_strerror(exc.errno or 0)}") from None
-    return sock
+        return open_socket(where, socket.SOCK_STREAM)
+    except ProbeFailure as exc:
+        raise _Failed(Failure.BIND_FAILED, str(exc)) from None
 
 
 async def fetch(host: str, port: int, path: str = "/", *, tls: bool = False,
@@ -257,6 +253,7 @@ async def fetch(host: str, port: int, path: str = "/", *, tls: bool = False,
                 protocol: str = "1.0", timeout: float = 5.0,
                 body_limit: int | None = DEFAULT_BODY_LIMIT, bind: str | None = None,
                 fwmark: int | None = None, verify: bool = False, ca_file: str | None = None,
+                bind_port: int | None = None, bind_if: str | None = None,
                 keep_body: bool = False, strict: bool = True,
                 max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
                 read_size: int = DEFAULT_READ_SIZE, on_read: OnRead | None = None) -> HttpResult:
@@ -266,6 +263,8 @@ async def fetch(host: str, port: int, path: str = "/", *, tls: bool = False,
     `protocol`: "1.0", "1.0C" or "1.1" (see `http_wire.build_request`). `sni`: the TLS
     server name to send (None: none, as keepalived without enable_sni). `verify` /
     `ca_file`: check the server certificate (against `sni`, else the IP address).
+    `bind` / `bind_port` / `bind_if` / `fwmark`: the source address and port, the
+    interface (SO_BINDTODEVICE) and the firewall mark of the connection.
     `timeout`: the one deadline, in seconds, for connect, TLS, request and response.
     `body_limit`: fail on a larger body (None: no limit). `strict`: see http_wire;
     with strict=False a TLS error while reading ends the response like a close, as in
@@ -282,7 +281,8 @@ async def fetch(host: str, port: int, path: str = "/", *, tls: bool = False,
     address = ipaddress.ip_address(str(host))
     host = str(address)
     request = build_request(path, host, port, virtualhost=virtualhost, protocol=protocol)
-    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    where = Endpoint(address=host, port=port, bindto=bind or None, bind_port=bind_port,
+                     bind_if=bind_if, fwmark=fwmark or 0)
     progress = _Progress()
     failure: Failure | None = None
     reason = ""
@@ -291,10 +291,9 @@ async def fetch(host: str, port: int, path: str = "/", *, tls: bool = False,
     try:
         async with asyncio.timeout(timeout) as deadline:
             try:
-                sock = _make_socket(family, bind, fwmark)
+                sock = _make_socket(where)
                 conn = _Connection(loop, sock)
-                target = (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
-                await conn.connect(target)
+                await conn.connect(where.sockaddr())
                 if tls:
                     progress.phase = Failure.TLS_TIMEOUT
                     server_name = sni or (host if verify or ca_file else None)

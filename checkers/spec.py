@@ -104,6 +104,8 @@ class ScheduledChecker:
     delay_before_retry: float = 1.0
     warmup: float = DEFAULT_DELAY_LOOP  # random start delay, up to this; 0: none
     alpha: bool = False                 # start as failed until the first success
+    rise: int = 1            # beyond keepalived: successes in a row that bring it up
+    fall: int | None = None  # beyond keepalived: failures in a row to go down; None: retry + 1
     log_all_failures: bool | None = None  # None: global_defs checker_log_all_failures
     origin: str = field(default="", compare=False, repr=False)
 

@@ -838,3 +838,35 @@ def test_every_checker_in_keepalived_samples_builds_cleanly():
     smtp = [c for c in built if c.kind == "SMTP_CHECK" and len(c.hosts) == 3]
     assert [str(h.connect_ip) for h in smtp[0].hosts] == ["172.16.1.11", "192.168.155.10",
                                                           "64.233.167.99"]
+
+
+# ------------------------------------------------------------------ rise / fall (our extension)
+
+@pytest.mark.parametrize("kind", sorted(RETRY))
+def test_rise_and_fall_default_to_keepalived_behaviour(kind):
+    checker = ok(MINIMAL[kind])
+    assert checker.rise == 1
+    assert checker.fall is None  # the scheduler uses retry + 1
+
+
+@pytest.mark.parametrize("kind", sorted(RETRY))
+def test_rise_and_fall_are_read_in_every_scheduled_checker(kind):
+    text = MINIMAL[kind].replace("{\n", "{\n  rise 3\n  fall 2\n", 1)
+    checker = ok(text)
+    assert (checker.rise, checker.fall) == (3, 2)
+
+
+@pytest.mark.parametrize(("line", "col"), [("rise 0", 8), ("fall 0", 8), ("rise -1", 8),
+                                           ("fall 1.5", 8), ("rise often", 8)])
+def test_bad_rise_or_fall_is_an_error_at_the_value(line, col):
+    checker, diag = build(f"TCP_CHECK {{\n  {line}\n}}")
+    only_error(diag, f"{FILE}:2:{col}", line.split()[1])
+    assert (checker.rise, checker.fall) == (1, None)
+
+
+@pytest.mark.parametrize("kind", ["FILE_CHECK", "BFD_CHECK"])
+def test_rise_and_fall_are_not_options_of_unscheduled_checkers(kind):
+    text = MINIMAL[kind].replace("{\n", "{\n  rise 2\n", 1)
+    checker, diag = build(text)
+    assert checker is not None and not diag.errors
+    assert len(diag.warnings) == 1 and "rise" in diag.warnings[0].message

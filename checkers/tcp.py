@@ -1,0 +1,67 @@
+"""TCP_CHECK: the real server is up when a TCP connection to it opens.
+
+One connect to connect_ip:connect_port within connect_timeout, from bindto/bind_port,
+on bind_if, with the fwmark; the socket options are those every probe shares
+(`checkers.probe_sockets`). As keepalived does, the connection is closed as soon as it
+is open: nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+
+from checkers.probe import ProbeContext, ProbeResult
+from checkers.probe_sockets import ProbeFailure, endpoint, open_socket, seconds, strerror
+from checkers.spec import TcpCheck
+
+# What connect() errors mean to a person reading why a server is down.
+_CONNECT_ERRORS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ECONNRESET: "connection reset",
+    errno.ETIMEDOUT: "connection timed out (no answer to SYN retries)",
+    errno.EACCES: "connect not permitted (firewall?)",
+    errno.EPERM: "connect not permitted (firewall?)",
+}
+
+
+def connect_error_reason(err: int | None) -> str:
+    """The reason for a failed connect() with errno `err`."""
+    if err in _CONNECT_ERRORS:
+        return _CONNECT_ERRORS[err]
+    return f"connect failed: {strerror(err)}"
+
+
+async def probe_tcp(spec: TcpCheck, context: ProbeContext) -> ProbeResult:
+    started = time.monotonic()
+    try:
+        where = endpoint(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
+                         bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark)
+        if not spec.connect_port:
+            raise ProbeFailure("no port to check (connect_port is not set)")
+        await _connect(where.sockaddr(), open_socket(where, socket.SOCK_STREAM),
+                       spec.connect_timeout)
+    except ProbeFailure as failure:
+        return ProbeResult(False, str(failure), time.monotonic() - started)
+    latency = time.monotonic() - started
+    return ProbeResult(True, f"connected to {where.target}", latency)
+
+
+async def _connect(address: tuple, sock: socket.socket, timeout: float) -> None:
+    """Connect `sock` (closed in every case) within `timeout`. Raises ProbeFailure."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            await loop.sock_connect(sock, address)
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise ProbeFailure(f"connect timeout after {seconds(timeout)} s") from None
+        raise ProbeFailure(connect_error_reason(exc.errno)) from None
+    except OSError as exc:
+        raise ProbeFailure(connect_error_reason(exc.errno)) from None
+    finally:
+        sock.close()
