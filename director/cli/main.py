@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from director.config.errors import ConfigError, Problem
 from director.config.load import FORMATS, load_config
 
+SOME_SERVERS_DOWN = 3
+
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--config", "--use-file", dest="config", required=True,
@@ -33,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("convert", help="print a configuration as YAML")
     _add_config_arguments(convert)
+
+    servers = commands.add_parser(
+        "check-servers", help="run every health check once, now, and show the verdicts "
+                              "(exit 0: all real servers up, 3: some down)")
+    _add_config_arguments(servers)
+    servers.add_argument("--json", action="store_true", help="JSON output")
     return parser
 
 
@@ -55,15 +63,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _report(problems)
 
+    if options.command == "check-servers":
+        return _check_servers(config, options.json)
+
     from director.config.yaml_config import dump_json, dump_yaml
 
     if options.command == "check-config":
         print(f"{options.config}: configuration is valid ({_summary(config)})")
     elif options.command == "dump-config" and options.format == "json":
         sys.stdout.write(dump_json(config))
-    else:
+    elif options.command == "dump-config":
         sys.stdout.write(dump_yaml(config))
+    else:  # convert: what a person would write; what is inherited is left out
+        sys.stdout.write(dump_yaml(config, concise=True))
     return 0
+
+
+def _check_servers(config, as_json: bool) -> int:
+    import asyncio
+    import json
+
+    from director.check_servers import as_data, as_text, check_all
+
+    report = asyncio.run(check_all(config))
+    if as_json:
+        print(json.dumps(as_data(report), indent=2))
+    else:
+        sys.stdout.write(as_text(report))
+    all_up = all(s.up for _, servers in report for s in servers)
+    return 0 if all_up else SOME_SERVERS_DOWN
 
 
 def _summary(config) -> str:
