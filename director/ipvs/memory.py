@@ -1,0 +1,184 @@
+"""An IPVS table held in process memory, refusing what the kernel refuses with the
+kernel's errno (as measured in tests/kernel/test_ipvs_pyroute2.py): for `--dry-run`,
+and for unit tests of everything above the backend.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterable
+
+from director.ipvs.backend import (
+    SCHEDULER_FLAGS,
+    Backend,
+    IpvsError,
+    kernel_destination_settings,
+    kernel_service_settings,
+)
+from director.ipvs.table import (
+    DestinationKey,
+    DestinationSettings,
+    Forwarding,
+    Operation,
+    OperationKind,
+    Service,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+)
+
+# The scheduler modules Debian's kernels ship ("none" needs no module).
+KERNEL_SCHEDULERS = frozenset(
+    {"none", "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo",
+     "ovf", "mh", "twos"})
+KERNEL_PERSISTENCE_ENGINES = frozenset({"sip"})
+
+
+class MemoryBackend(Backend):
+    def __init__(
+        self,
+        table: Table | None = None,
+        *,
+        schedulers: Iterable[str] = KERNEL_SCHEDULERS,
+        persistence_engines: Iterable[str] = KERNEL_PERSISTENCE_ENGINES,
+    ) -> None:
+        self.schedulers = frozenset(schedulers)
+        self.persistence_engines = frozenset(persistence_engines)
+        self._services: dict[ServiceKey, ServiceSettings] = {}
+        self._destinations: dict[ServiceKey, dict[DestinationKey, DestinationSettings]] = {}
+        # Every operation applied successfully, in order (refused ones are not logged).
+        self.log: list[Operation] = []
+        for key, service in (table or {}).items():
+            self.apply(Operation(OperationKind.ADD_SERVICE, key, service.settings))
+            for destination, settings in service.destinations.items():
+                self.apply(Operation(OperationKind.ADD_DESTINATION, key,
+                                     destination=destination, destination_settings=settings))
+        self.log.clear()
+
+    def dump(self) -> Table:
+        return {key: Service(settings, dict(self._destinations[key]))
+                for key, settings in self._services.items()}
+
+    def apply(self, op: Operation) -> None:
+        handler = {
+            OperationKind.ADD_SERVICE: self._add_service,
+            OperationKind.EDIT_SERVICE: self._edit_service,
+            OperationKind.DELETE_SERVICE: self._delete_service,
+            OperationKind.ADD_DESTINATION: self._add_destination,
+            OperationKind.EDIT_DESTINATION: self._edit_destination,
+            OperationKind.DELETE_DESTINATION: self._delete_destination,
+        }[op.kind]
+        handler(op)
+        self.log.append(op)
+
+    # ------------------------------------------------------------------ services
+
+    def _add_service(self, op: Operation) -> None:
+        settings = self._checked_service(op)
+        if op.service in self._services:
+            raise IpvsError.refused(op, errno.EEXIST)
+        self._services[op.service] = settings
+        self._destinations[op.service] = {}
+
+    def _edit_service(self, op: Operation) -> None:
+        settings = self._checked_service(op)
+        if op.service not in self._services:
+            raise IpvsError.refused(op, errno.ESRCH)
+        self._services[op.service] = settings
+
+    def _delete_service(self, op: Operation) -> None:
+        if op.service not in self._services:
+            raise IpvsError.refused(op, errno.ESRCH)
+        # The kernel takes the service's real servers with it.
+        del self._services[op.service]
+        del self._destinations[op.service]
+
+    def _checked_service(self, op: Operation) -> ServiceSettings:
+        key, settings = op.service, op.service_settings
+        if settings is None:
+            raise IpvsError.refused(op, errno.EINVAL, "no service settings given")
+        if not _well_formed(key):
+            raise IpvsError.refused(op, errno.EINVAL, "malformed service address")
+        if settings.scheduler not in self.schedulers:
+            name = settings.scheduler
+            raise IpvsError.refused(
+                op, errno.ENOENT, f"unknown scheduler {name!r} (no ip_vs_{name} kernel module)")
+        engine = settings.persistence_engine
+        if engine and engine not in self.persistence_engines:
+            raise IpvsError.refused(
+                op, errno.ENOENT,
+                f"unknown persistence engine {engine!r} (no ip_vs_pe_{engine} kernel module)")
+        unknown = sorted(settings.sched_flags - SCHEDULER_FLAGS)
+        if unknown:
+            raise IpvsError.refused(op, errno.EINVAL,
+                                    f"unknown scheduler flags {', '.join(unknown)}")
+        if settings.persistence_timeout is not None and settings.persistence_timeout < 0:
+            raise IpvsError.refused(op, errno.EINVAL, "persistence timeout is negative")
+        # The kernel takes an IPv4 mask of /0 but refuses an IPv6 prefix of 0.
+        low, high = (1, 128) if key.family == socket.AF_INET6 else (0, 32)
+        netmask = settings.persistence_netmask
+        if netmask is not None and not low <= netmask <= high:
+            raise IpvsError.refused(op, errno.EINVAL, f"persistence netmask /{netmask}")
+        return kernel_service_settings(settings, key.family)
+
+    # ------------------------------------------------------------------ real servers
+
+    def _add_destination(self, op: Operation) -> None:
+        destinations, settings = self._checked_destination(op)
+        assert op.destination is not None
+        if op.destination in destinations:
+            raise IpvsError.refused(op, errno.EEXIST)
+        destinations[op.destination] = settings
+
+    def _edit_destination(self, op: Operation) -> None:
+        destinations, settings = self._checked_destination(op)
+        assert op.destination is not None
+        if op.destination not in destinations:
+            raise IpvsError.refused(op, errno.ENOENT)
+        destinations[op.destination] = settings
+
+    def _delete_destination(self, op: Operation) -> None:
+        destinations = self._service_destinations(op)
+        if op.destination not in destinations:
+            raise IpvsError.refused(op, errno.ENOENT)
+        del destinations[op.destination]
+
+    def _service_destinations(self, op: Operation) -> dict[DestinationKey, DestinationSettings]:
+        if op.destination is None:
+            raise IpvsError.refused(op, errno.EINVAL, "no real server given")
+        destinations = self._destinations.get(op.service)
+        if destinations is None:
+            raise IpvsError.refused(op, errno.ESRCH)
+        return destinations
+
+    def _checked_destination(
+        self, op: Operation
+    ) -> tuple[dict[DestinationKey, DestinationSettings], DestinationSettings]:
+        destinations = self._service_destinations(op)
+        settings = op.destination_settings
+        if settings is None:
+            raise IpvsError.refused(op, errno.EINVAL, "no real server settings given")
+        # The kernel's weight is a signed 32-bit int: 2**31 and above read as negative.
+        if (not 0 <= settings.weight < 2**31
+                or settings.lower_threshold > settings.upper_threshold):
+            raise IpvsError.refused(op, errno.ERANGE)
+        assert op.destination is not None
+        family = socket.AF_INET6 if op.destination.address.version == 6 else socket.AF_INET
+        # Only tunnelling can carry packets to a real server of the other family.
+        if family != op.service.family and settings.forwarding is not Forwarding.TUN:
+            raise IpvsError.refused(
+                op, errno.EINVAL,
+                "a real server of the other address family needs tunnel forwarding")
+        return destinations, kernel_destination_settings(settings)
+
+
+def _well_formed(key: ServiceKey) -> bool:
+    if key.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    if key.fwmark:
+        return key.protocol is None and key.address is None and key.port == 0
+    if key.protocol is None or key.address is None:
+        return False
+    family = socket.AF_INET6 if key.address.version == 6 else socket.AF_INET
+    return family == key.family and 0 <= key.port <= 65535

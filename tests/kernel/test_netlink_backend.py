@@ -1,0 +1,568 @@
+"""The netlink backend against the real ip_vs module.
+
+Each test applies operations through `NetlinkBackend`, reads the table back with
+`dump()` and checks what `ipvsadm` shows for the same kernel table (the test's own
+network namespace).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from director.ipvs.backend import IpvsError
+from director.ipvs.netlink import Counters, NetlinkBackend
+from director.ipvs.table import (
+    DestinationKey,
+    DestinationSettings,
+    Forwarding,
+    Operation,
+    OperationKind,
+    Protocol,
+    Service,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+    TunnelType,
+)
+
+AF4, AF6 = socket.AF_INET, socket.AF_INET6
+NAT, DR, TUN = Forwarding.NAT, Forwarding.DR, Forwarding.TUN
+
+
+def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+def tcp(address: str = "192.0.2.10", port: int = 80, protocol: Protocol = Protocol.TCP
+        ) -> ServiceKey:
+    family = AF6 if ":" in address else AF4
+    return ServiceKey(family=family, protocol=protocol, address=ip(address), port=port)
+
+
+def udp(address: str = "192.0.2.10", port: int = 53) -> ServiceKey:
+    return tcp(address, port, Protocol.UDP)
+
+
+def dest(address: str, port: int = 80) -> DestinationKey:
+    return DestinationKey(address=ip(address), port=port)
+
+
+def add_ops(table: Table) -> list[Operation]:
+    ops = []
+    for key, service in table.items():
+        ops.append(Operation(OperationKind.ADD_SERVICE, key, service.settings))
+        ops.extend(
+            Operation(OperationKind.ADD_DESTINATION, key, destination=d, destination_settings=s)
+            for d, s in service.destinations.items())
+    return ops
+
+
+def install(backend: NetlinkBackend, table: Table) -> None:
+    assert backend.apply_all(add_ops(table)) == []
+
+
+def real_servers(listed) -> dict[str, tuple]:
+    return {row["address"]: (row["Forward"], row["Weight"]) for row in listed.dests}
+
+
+@pytest.fixture
+def backend(netns) -> Iterator[NetlinkBackend]:
+    with NetlinkBackend(netns.name) as backend:
+        yield backend
+
+
+# ------------------------------------------------------------------ round trips
+
+@pytest.mark.parametrize(
+    ("key", "listed_key", "real", "listed_real"),
+    [
+        (tcp(), "TCP 192.0.2.10:80", "198.51.100.1", "198.51.100.1:8080"),
+        (udp(port=80), "UDP 192.0.2.10:80", "198.51.100.1", "198.51.100.1:8080"),
+        (tcp("2001:db8::10"), "TCP [2001:db8::10]:80", "2001:db8:1::1",
+         "[2001:db8:1::1]:8080"),
+        (udp("2001:db8::10", 80), "UDP [2001:db8::10]:80", "2001:db8:1::1",
+         "[2001:db8:1::1]:8080"),
+        (tcp(protocol=Protocol.SCTP), "SCTP 192.0.2.10:80", "198.51.100.1",
+         "198.51.100.1:8080"),
+    ],
+    ids=["tcp4", "udp4", "tcp6", "udp6", "sctp4"],
+)
+def test_round_trip_each_protocol_and_family(
+    netns, backend: NetlinkBackend, key: ServiceKey, listed_key: str, real: str,
+    listed_real: str,
+) -> None:
+    table = {key: Service(ServiceSettings(scheduler="wrr"), {
+        dest(real, 8080): DestinationSettings(forwarding=NAT, weight=3)})}
+    install(backend, table)
+    assert backend.dump() == table
+    listed = netns.service(listed_key)
+    assert listed.scheduler == "wrr"
+    assert real_servers(listed) == {listed_real: ("Masq", 3)}
+
+
+def test_round_trip_fwmark_services_ipv4_and_ipv6(netns, backend: NetlinkBackend) -> None:
+    table = {
+        ServiceKey(family=AF4, fwmark=7): Service(ServiceSettings(scheduler="wrr"), {
+            dest("198.51.100.9", 0): DestinationSettings(weight=2)}),
+        ServiceKey(family=AF6, fwmark=8): Service(ServiceSettings(scheduler="rr"), {
+            dest("2001:db8:1::9", 0): DestinationSettings(weight=3)}),
+    }
+    install(backend, table)
+    assert backend.dump() == table
+    services = netns.listing()
+    assert sorted(services) == ["FWM 7", "FWM 8"]
+    assert (services["FWM 7"].scheduler, services["FWM 7"].ipv6_fwmark) == ("wrr", False)
+    assert (services["FWM 8"].scheduler, services["FWM 8"].ipv6_fwmark) == ("rr", True)
+    assert real_servers(services["FWM 8"]) == {"[2001:db8:1::9]:0": ("Route", 3)}
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "flags", "shown"),
+    [
+        ("rr", frozenset(), ()),
+        ("wrr", frozenset(), ()),
+        ("sh", frozenset({"sh-fallback", "sh-port"}), ("sh-fallback", "sh-port")),
+        ("sh", frozenset({"sh-port"}), ("sh-port",)),
+        ("mh", frozenset({"mh-port"}), ("mh-port",)),
+    ],
+    ids=["rr", "wrr", "sh-fallback-port", "sh-port", "mh-port"],
+)
+def test_round_trip_schedulers_and_flags(
+    netns, backend: NetlinkBackend, scheduler: str, flags: frozenset[str], shown: tuple
+) -> None:
+    table = {tcp(): Service(ServiceSettings(scheduler=scheduler, sched_flags=flags))}
+    install(backend, table)
+    assert backend.dump() == table
+    listed = netns.service("TCP 192.0.2.10:80")
+    assert (listed.scheduler, tuple(sorted(listed.sched_flags))) == (scheduler, shown)
+
+
+def test_generic_flag_names_read_back_as_the_scheduler_names_them(
+    netns, backend: NetlinkBackend
+) -> None:
+    install(backend, {tcp(): Service(ServiceSettings(
+        scheduler="sh", sched_flags=frozenset({"flag-1", "flag-2"})))})
+    assert backend.dump()[tcp()].settings.sched_flags == {"sh-fallback", "sh-port"}
+    assert netns.service("TCP 192.0.2.10:80").sched_flags == ("sh-fallback", "sh-port")
+
+
+def test_round_trip_forwarding_methods_and_tunnels(netns, backend: NetlinkBackend) -> None:
+    table = {tcp(): Service(ServiceSettings(scheduler="wrr"), {
+        dest("198.51.100.1", 8080): DestinationSettings(forwarding=NAT, weight=3),
+        dest("198.51.100.2"): DestinationSettings(forwarding=DR, weight=1),
+        dest("198.51.100.3"): DestinationSettings(forwarding=TUN, weight=0),
+        dest("198.51.100.4"): DestinationSettings(
+            forwarding=TUN, tunnel_type=TunnelType.GUE, tunnel_port=6080,
+            tunnel_checksum="csum"),
+        dest("198.51.100.5"): DestinationSettings(
+            forwarding=TUN, tunnel_type=TunnelType.GRE, tunnel_checksum="remcsum"),
+    })}
+    install(backend, table)
+    assert backend.dump() == table
+    assert real_servers(netns.service("TCP 192.0.2.10:80")) == {
+        "198.51.100.1:8080": ("Masq", 3),
+        "198.51.100.2:80": ("Route", 1),
+        "198.51.100.3:80": ("Tunnel", 0),
+        "198.51.100.4:80": ("Tunnel", 1),
+        "198.51.100.5:80": ("Tunnel", 1),
+    }
+    rules = netns.rules()
+    gue = next(r for r in rules if "198.51.100.4:80" in r)
+    assert "--tun-type gue" in gue and "--tun-port 6080" in gue and "--tun-csum" in gue
+    gre = next(r for r in rules if "198.51.100.5:80" in r)
+    assert "--tun-type gre" in gre and "--tun-remcsum" in gre
+
+
+@pytest.mark.parametrize(
+    ("key", "settings", "listed_key", "persistent", "mask"),
+    [
+        (tcp(), ServiceSettings(scheduler="rr", persistence_timeout=300,
+                                persistence_netmask=32),
+         "TCP 192.0.2.10:80", 300, None),
+        (tcp(), ServiceSettings(scheduler="rr", persistence_timeout=3600,
+                                persistence_netmask=24),
+         "TCP 192.0.2.10:80", 3600, "255.255.255.0"),
+        (udp("2001:db8::1"), ServiceSettings(scheduler="sh", persistence_timeout=60,
+                                             persistence_netmask=64,
+                                             sched_flags=frozenset({"sh-port"})),
+         "UDP [2001:db8::1]:53", 60, "64"),
+        (ServiceKey(family=AF4, fwmark=9),
+         ServiceSettings(scheduler="wlc", persistence_timeout=900, persistence_netmask=16),
+         "FWM 9", 900, "255.255.0.0"),
+    ],
+    ids=["per-client", "per-/24", "ipv6-per-/64", "fwmark-per-/16"],
+)
+def test_round_trip_persistence_with_netmask(
+    netns, backend: NetlinkBackend, key: ServiceKey, settings: ServiceSettings,
+    listed_key: str, persistent: int, mask: str | None,
+) -> None:
+    table = {key: Service(settings)}
+    install(backend, table)
+    assert backend.dump() == table
+    listed = netns.service(listed_key)
+    assert (listed.persistent, listed.mask) == (persistent, mask)
+
+
+def test_persistence_without_netmask_reads_back_as_the_full_length(
+    backend: NetlinkBackend
+) -> None:
+    install(backend, {
+        tcp(): Service(ServiceSettings(persistence_timeout=120)),
+        tcp("2001:db8::10"): Service(ServiceSettings(persistence_timeout=120)),
+    })
+    table = backend.dump()
+    assert table[tcp()].settings.persistence_netmask == 32
+    assert table[tcp("2001:db8::10")].settings.persistence_netmask == 128
+
+
+def test_round_trip_one_packet_scheduling(netns, backend: NetlinkBackend) -> None:
+    table = {udp(): Service(ServiceSettings(scheduler="rr", one_packet=True))}
+    install(backend, table)
+    assert backend.dump() == table
+    assert netns.service("UDP 192.0.2.10:53").one_packet
+
+
+def test_round_trip_persistence_engine(netns, backend: NetlinkBackend) -> None:
+    table = {udp(port=5060): Service(ServiceSettings(
+        scheduler="rr", persistence_timeout=30, persistence_netmask=32,
+        persistence_engine="sip"))}
+    install(backend, table)
+    assert backend.dump() == table
+    listed = netns.service("UDP 192.0.2.10:5060")
+    assert (listed.persistent, listed.pe) == (30, "sip")
+
+    # An edit that leaves the engine out removes it.
+    plain = ServiceSettings(scheduler="rr", persistence_timeout=30, persistence_netmask=32)
+    backend.apply(Operation(OperationKind.EDIT_SERVICE, udp(port=5060), plain))
+    assert backend.dump() == {udp(port=5060): Service(plain)}
+    assert netns.service("UDP 192.0.2.10:5060").pe is None
+
+
+def test_round_trip_thresholds(netns, backend: NetlinkBackend) -> None:
+    table = {tcp(): Service(ServiceSettings(), {
+        dest("198.51.100.1"): DestinationSettings(upper_threshold=100, lower_threshold=50),
+        dest("198.51.100.2"): DestinationSettings(upper_threshold=10),
+    })}
+    install(backend, table)
+    assert backend.dump() == table
+    rows = netns.listing("--thresholds")["TCP 192.0.2.10:80"].dests
+    assert {r["address"]: (r["Uthreshold"], r["Lthreshold"]) for r in rows} == {
+        "198.51.100.1:80": (100, 50), "198.51.100.2:80": (10, 0)}
+
+
+# ------------------------------------------------------------------ edits and deletes
+
+def test_editing_a_weight_leaves_everything_else_as_it_was(
+    netns, backend: NetlinkBackend
+) -> None:
+    settings = DestinationSettings(forwarding=NAT, weight=3, upper_threshold=100,
+                                   lower_threshold=50)
+    table = {tcp(): Service(
+        ServiceSettings(scheduler="wrr", persistence_timeout=600, persistence_netmask=24), {
+            dest("198.51.100.1", 8080): settings,
+            dest("198.51.100.2", 8080): DestinationSettings(forwarding=NAT, weight=1),
+        })}
+    install(backend, table)
+    before_rules = netns.rules()
+
+    edited = DestinationSettings(forwarding=NAT, weight=9, upper_threshold=100,
+                                 lower_threshold=50)
+    backend.apply(Operation(OperationKind.EDIT_DESTINATION, tcp(),
+                            destination=dest("198.51.100.1", 8080),
+                            destination_settings=edited))
+    expected = {tcp(): Service(table[tcp()].settings, {
+        **table[tcp()].destinations, dest("198.51.100.1", 8080): edited})}
+    assert backend.dump() == expected
+    after_rules = netns.rules()
+    # (ipvsadm -S leaves thresholds out; --thresholds below shows them.)
+    assert [r for r in after_rules if r not in before_rules] == [
+        "-a -t 192.0.2.10:80 -r 198.51.100.1:8080 -m -w 9"]
+    rows = netns.listing("--thresholds")["TCP 192.0.2.10:80"].dests
+    assert {r["address"]: (r["Uthreshold"], r["Lthreshold"]) for r in rows} == {
+        "198.51.100.1:8080": (100, 50), "198.51.100.2:8080": (0, 0)}
+
+
+def test_editing_a_service_keeps_its_real_servers(netns, backend: NetlinkBackend) -> None:
+    real = {dest("198.51.100.1"): DestinationSettings(weight=4)}
+    install(backend, {tcp(): Service(
+        ServiceSettings(scheduler="rr", persistence_timeout=300, persistence_netmask=32), real)})
+
+    new = ServiceSettings(scheduler="sh", sched_flags=frozenset({"sh-port"}))
+    backend.apply(Operation(OperationKind.EDIT_SERVICE, tcp(), new))
+    assert backend.dump() == {tcp(): Service(new, real)}
+    listed = netns.service("TCP 192.0.2.10:80")
+    assert (listed.scheduler, listed.sched_flags, listed.persistent) == (
+        "sh", ("sh-port",), None)
+    assert real_servers(listed) == {"198.51.100.1:80": ("Route", 4)}
+
+
+def test_deletes(netns, backend: NetlinkBackend) -> None:
+    install(backend, {
+        tcp(): Service(ServiceSettings(), {
+            dest("198.51.100.1"): DestinationSettings(),
+            dest("198.51.100.2"): DestinationSettings(),
+        }),
+        ServiceKey(family=AF6, fwmark=3): Service(ServiceSettings()),
+    })
+    assert backend.apply_all([
+        Operation(OperationKind.DELETE_DESTINATION, tcp(), destination=dest("198.51.100.1")),
+        Operation(OperationKind.DELETE_SERVICE, ServiceKey(family=AF6, fwmark=3)),
+    ]) == []
+    assert backend.dump() == {tcp(): Service(ServiceSettings(), {
+        dest("198.51.100.2"): DestinationSettings()})}
+    assert list(netns.listing()) == ["TCP 192.0.2.10:80"]
+    backend.apply(Operation(OperationKind.DELETE_SERVICE, tcp()))
+    assert backend.dump() == {}
+    assert netns.listing() == {}
+
+
+# ------------------------------------------------------------------ adopting a table
+
+def test_dump_adopts_a_table_made_by_ipvsadm(netns, backend: NetlinkBackend) -> None:
+    netns.ipvsadm("-A", "-t", "192.0.2.20:443", "-s", "wrr", "-p", "120", "-M", "255.255.255.0")
+    netns.ipvsadm("-a", "-t", "192.0.2.20:443", "-r", "198.51.100.5:443", "-m",
+                  "-w", "4", "-x", "10", "-y", "5")
+    netns.ipvsadm("-a", "-t", "192.0.2.20:443", "-r", "198.51.100.6:443", "-g", "-w", "2")
+    netns.ipvsadm("-A", "-u", "[2001:db8::53]:53", "-s", "sh", "-b", "sh-fallback", "-o")
+    netns.ipvsadm("-a", "-u", "[2001:db8::53]:53", "-r", "[2001:db8:1::7]:53", "-i",
+                  "--tun-type", "gue", "--tun-port", "5555")
+    netns.ipvsadm("-A", "-f", "42", "-s", "rr")
+    netns.ipvsadm("-a", "-f", "42", "-r", "198.51.100.8:0", "-g")
+
+    assert backend.dump() == {
+        tcp("192.0.2.20", 443): Service(
+            ServiceSettings(scheduler="wrr", persistence_timeout=120, persistence_netmask=24), {
+                dest("198.51.100.5", 443): DestinationSettings(
+                    forwarding=NAT, weight=4, upper_threshold=10, lower_threshold=5),
+                dest("198.51.100.6", 443): DestinationSettings(forwarding=DR, weight=2),
+            }),
+        udp("2001:db8::53"): Service(
+            ServiceSettings(scheduler="sh", sched_flags=frozenset({"sh-fallback"}),
+                            one_packet=True), {
+                dest("2001:db8:1::7", 53): DestinationSettings(
+                    forwarding=TUN, tunnel_type=TunnelType.GUE, tunnel_port=5555),
+            }),
+        ServiceKey(family=AF4, fwmark=42): Service(ServiceSettings(scheduler="rr"), {
+            dest("198.51.100.8", 0): DestinationSettings(forwarding=DR)}),
+    }
+
+
+def test_reapplying_a_dumped_table_reproduces_it(make_netns) -> None:
+    source, copy = make_netns(), make_netns()
+    source.ipvsadm("-A", "-t", "192.0.2.30:80", "-s", "wlc", "-p", "60")
+    source.ipvsadm("-a", "-t", "192.0.2.30:80", "-r", "198.51.100.30:80", "-m", "-w", "7")
+    source.ipvsadm("-A", "-f", "5", "-6", "-s", "mh", "-b", "mh-port")
+    with NetlinkBackend(source.name) as reader, NetlinkBackend(copy.name) as writer:
+        install(writer, reader.dump())
+        assert writer.dump() == reader.dump()
+    assert sorted(copy.rules()) == sorted(source.rules())
+
+
+# ------------------------------------------------------------------ refusals
+
+def refusal(backend: NetlinkBackend, op: Operation) -> IpvsError:
+    with pytest.raises(IpvsError) as caught:
+        backend.apply(op)
+    assert caught.value.op == op
+    return caught.value
+
+
+def test_unknown_scheduler_is_an_error_naming_the_module(netns, backend: NetlinkBackend) -> None:
+    error = refusal(backend, Operation(
+        OperationKind.ADD_SERVICE, tcp(), ServiceSettings(scheduler="nosuch")))
+    assert error.code == errno.ENOENT
+    assert "virtual service TCP 192.0.2.10:80" in error.message
+    assert "unknown scheduler 'nosuch'" in error.message
+    assert "ip_vs_nosuch" in error.message
+    assert netns.listing() == {}
+
+
+def test_unknown_persistence_engine_is_an_error(netns, backend: NetlinkBackend) -> None:
+    error = refusal(backend, Operation(OperationKind.ADD_SERVICE, udp(), ServiceSettings(
+        persistence_timeout=30, persistence_engine="nosuch")))
+    assert error.code == errno.ENOENT
+    assert "persistence engine 'nosuch'" in error.message
+    assert netns.listing() == {}
+
+
+@pytest.mark.parametrize(
+    ("settings", "code"),
+    [
+        (DestinationSettings(weight=-1), errno.ERANGE),  # no room for it in the u32 field
+        (DestinationSettings(weight=2**31), errno.ERANGE),  # the kernel's int goes negative
+        (DestinationSettings(upper_threshold=3, lower_threshold=4), errno.ERANGE),
+    ],
+    ids=["negative-weight", "weight-2**31", "lower-above-upper"],
+)
+def test_real_server_values_out_of_range_are_errors(
+    netns, backend: NetlinkBackend, settings: DestinationSettings, code: int
+) -> None:
+    install(backend, {tcp(): Service(ServiceSettings())})
+    error = refusal(backend, Operation(OperationKind.ADD_DESTINATION, tcp(),
+                                       destination=dest("198.51.100.1"),
+                                       destination_settings=settings))
+    assert error.code == code
+    assert "real server 198.51.100.1:80" in error.message
+    assert netns.service("TCP 192.0.2.10:80").dests == ()
+
+
+def test_ipv6_netmask_beyond_128_is_an_error(netns, backend: NetlinkBackend) -> None:
+    error = refusal(backend, Operation(OperationKind.ADD_SERVICE, tcp("2001:db8::10"),
+                                       ServiceSettings(persistence_timeout=10,
+                                                       persistence_netmask=129)))
+    assert error.code == errno.EINVAL
+    assert netns.listing() == {}
+
+
+def test_duplicate_service_is_an_error(netns, backend: NetlinkBackend) -> None:
+    install(backend, {tcp(): Service(ServiceSettings(scheduler="rr"))})
+    error = refusal(backend, Operation(
+        OperationKind.ADD_SERVICE, tcp(), ServiceSettings(scheduler="wrr")))
+    assert error.code == errno.EEXIST
+    assert "virtual service TCP 192.0.2.10:80" in error.message
+    assert "already exists" in error.message
+    assert netns.service("TCP 192.0.2.10:80").scheduler == "rr"
+
+
+def test_deleting_a_missing_real_server_is_an_error(netns, backend: NetlinkBackend) -> None:
+    install(backend, {tcp(): Service(ServiceSettings(), {
+        dest("198.51.100.2"): DestinationSettings()})})
+    error = refusal(backend, Operation(
+        OperationKind.DELETE_DESTINATION, tcp(), destination=dest("198.51.100.1")))
+    assert error.code == errno.ENOENT
+    assert "real server 198.51.100.1:80" in error.message
+    assert "no such real server" in error.message
+    assert list(real_servers(netns.service("TCP 192.0.2.10:80"))) == ["198.51.100.2:80"]
+
+
+def test_operations_on_a_missing_service_are_errors(backend: NetlinkBackend) -> None:
+    missing = tcp("192.0.2.99")
+    for op in [
+        Operation(OperationKind.EDIT_SERVICE, missing, ServiceSettings()),
+        Operation(OperationKind.DELETE_SERVICE, missing),
+        Operation(OperationKind.ADD_DESTINATION, missing, destination=dest("198.51.100.1"),
+                  destination_settings=DestinationSettings()),
+    ]:
+        error = refusal(backend, op)
+        assert error.code == errno.ESRCH
+        assert "no such virtual service" in error.message
+
+
+def test_apply_all_goes_on_after_a_refusal(netns, backend: NetlinkBackend) -> None:
+    errors = backend.apply_all([
+        Operation(OperationKind.ADD_SERVICE, tcp(), ServiceSettings(scheduler="nosuch")),
+        Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("198.51.100.1"),
+                  destination_settings=DestinationSettings()),
+        Operation(OperationKind.ADD_SERVICE, udp(), ServiceSettings(scheduler="rr")),
+        Operation(OperationKind.ADD_DESTINATION, udp(), destination=dest("198.51.100.1", 53),
+                  destination_settings=DestinationSettings(upper_threshold=5, lower_threshold=9)),
+    ])
+    assert [(e.op.kind, e.code) for e in errors] == [
+        (OperationKind.ADD_SERVICE, errno.ENOENT),
+        (OperationKind.ADD_DESTINATION, errno.ERANGE),
+    ]
+    assert backend.dump() == {udp(): Service(ServiceSettings(scheduler="rr"))}
+    assert list(netns.listing()) == ["UDP 192.0.2.10:53"]
+
+
+# ------------------------------------------------------------------ statistics
+
+SERVE_AND_CONNECT = textwrap.dedent("""
+    import socket, sys
+    server = socket.create_server(("198.51.100.1", 8080))
+    for _ in range(int(sys.argv[1])):
+        client = socket.create_connection(("192.0.2.10", 80), timeout=5)
+        conn, _ = server.accept()
+        conn.sendall(b"hello")
+        assert client.recv(5) == b"hello"
+        client.close()
+        conn.close()
+""")
+
+
+def test_stats_count_connections(netns, backend: NetlinkBackend) -> None:
+    for address in ("192.0.2.10/32", "198.51.100.1/32"):
+        netns.run("ip", "addr", "add", address, "dev", "lo")
+    real = dest("198.51.100.1", 8080)
+    install(backend, {tcp(): Service(ServiceSettings(scheduler="rr"), {
+        real: DestinationSettings(forwarding=NAT)})})
+    assert backend.stats()[tcp()].service == Counters()
+
+    netns.run(sys.executable, "-c", SERVE_AND_CONNECT, "3")
+    deadline = time.monotonic() + 5  # the kernel folds its per-CPU counters every 2 s
+    while True:
+        stats = backend.stats()[tcp()]
+        if stats.service.connections >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert stats.service.connections == 3
+    assert stats.destinations[real].connections == 3
+    assert stats.service.packets_in > 0 and stats.service.bytes_in > 0
+
+
+# ------------------------------------------------------------------ the memory backend agrees
+
+def outcome(backend, op: Operation) -> int:
+    """0 when applied, else the errno of the refusal."""
+    try:
+        backend.apply(op)
+    except IpvsError as error:
+        return error.code
+    return 0
+
+
+V6_SERVICE = tcp("2001:db8::10")
+AGREEMENT_STEPS = [
+    Operation(OperationKind.ADD_SERVICE, tcp(), ServiceSettings(scheduler="rr")),
+    Operation(OperationKind.ADD_SERVICE, tcp(), ServiceSettings(scheduler="wrr")),
+    Operation(OperationKind.ADD_SERVICE, udp(), ServiceSettings(scheduler="nosuch")),
+    Operation(OperationKind.ADD_SERVICE, udp(), ServiceSettings(
+        scheduler="sh", sched_flags=frozenset({"flag-1"}), persistence_timeout=30,
+        one_packet=True)),
+    Operation(OperationKind.ADD_SERVICE, V6_SERVICE, ServiceSettings(
+        persistence_timeout=60, persistence_netmask=48)),
+    Operation(OperationKind.ADD_SERVICE, ServiceKey(family=AF6, fwmark=4),
+              ServiceSettings(scheduler="mh", sched_flags=frozenset({"flag-2"}))),
+    Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("198.51.100.1"),
+              destination_settings=DestinationSettings(forwarding=NAT, weight=2)),
+    Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("198.51.100.1"),
+              destination_settings=DestinationSettings()),
+    Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("198.51.100.2"),
+              destination_settings=DestinationSettings(upper_threshold=3, lower_threshold=4)),
+    Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("198.51.100.3"),
+              destination_settings=DestinationSettings(
+                  forwarding=DR, tunnel_type=TunnelType.GUE, tunnel_port=99)),
+    Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("2001:db8:1::1"),
+              destination_settings=DestinationSettings(forwarding=NAT)),
+    Operation(OperationKind.ADD_DESTINATION, tcp(), destination=dest("2001:db8:1::2"),
+              destination_settings=DestinationSettings(forwarding=TUN)),
+    Operation(OperationKind.ADD_DESTINATION, tcp("192.0.2.99"), destination=dest("198.51.100.1"),
+              destination_settings=DestinationSettings()),
+    Operation(OperationKind.EDIT_DESTINATION, tcp(), destination=dest("198.51.100.9"),
+              destination_settings=DestinationSettings()),
+    Operation(OperationKind.EDIT_DESTINATION, tcp(), destination=dest("198.51.100.1"),
+              destination_settings=DestinationSettings(forwarding=TUN, weight=5)),
+    Operation(OperationKind.EDIT_SERVICE, V6_SERVICE, ServiceSettings(scheduler="wrr")),
+    Operation(OperationKind.EDIT_SERVICE, tcp("192.0.2.99"), ServiceSettings()),
+    Operation(OperationKind.DELETE_DESTINATION, tcp(), destination=dest("198.51.100.9")),
+    Operation(OperationKind.DELETE_DESTINATION, tcp(), destination=dest("198.51.100.3")),
+    Operation(OperationKind.DELETE_SERVICE, tcp("192.0.2.99")),
+    Operation(OperationKind.DELETE_SERVICE, udp()),
+]
+
+
+def test_memory_backend_agrees_with_the_kernel(backend: NetlinkBackend) -> None:
+    from director.ipvs.memory import MemoryBackend
+
+    memory = MemoryBackend()
+    for step, op in enumerate(AGREEMENT_STEPS):
+        assert (step, outcome(backend, op)) == (step, outcome(memory, op)), op
+        assert backend.dump() == memory.dump(), op
