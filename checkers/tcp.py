@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 import time
 
@@ -29,6 +30,10 @@ _CONNECT_ERRORS = {
 }
 
 
+# Endpoints are frozen: one per server and options is enough.
+_endpoint = functools.lru_cache(maxsize=16384)(endpoint)
+
+
 def connect_error_reason(err: int | None) -> str:
     """The reason for a failed connect() with errno `err`."""
     if err in _CONNECT_ERRORS:
@@ -39,8 +44,8 @@ def connect_error_reason(err: int | None) -> str:
 async def probe_tcp(spec: TcpCheck, context: ProbeContext) -> ProbeResult:
     started = time.monotonic()
     try:
-        where = endpoint(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
-                         bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark)
+        where = _endpoint(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
+                          bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark)
         if not spec.connect_port:
             raise ProbeFailure("no port to check (connect_port is not set)")
         await _connect(where.sockaddr(), open_socket(where, socket.SOCK_STREAM),
@@ -51,17 +56,45 @@ async def probe_tcp(spec: TcpCheck, context: ProbeContext) -> ProbeResult:
     return ProbeResult(True, f"connected to {where.target}", latency)
 
 
+# connect() results that mean "in progress", as asyncio's sock_connect takes them.
+_CONNECTING = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY, errno.EINTR})
+
+
 async def _connect(address: tuple, sock: socket.socket, timeout: float) -> None:
-    """Connect `sock` (closed in every case) within `timeout`. Raises ProbeFailure."""
-    loop = asyncio.get_running_loop()
+    """Connect `sock` (closed in every case) within `timeout`. Raises ProbeFailure.
+
+    One writer callback and one timer wake the probe (no asyncio.timeout, no
+    sock_connect task machinery): this runs thousands of times a second."""
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            await loop.sock_connect(sock, address)
-    except TimeoutError as exc:
-        if deadline.expired():
-            raise ProbeFailure(f"connect timeout after {seconds(timeout)} s") from None
-        raise ProbeFailure(connect_error_reason(exc.errno)) from None
-    except OSError as exc:
-        raise ProbeFailure(connect_error_reason(exc.errno)) from None
+        try:
+            err = sock.connect_ex(address)
+        except OSError as exc:
+            raise ProbeFailure(connect_error_reason(exc.errno)) from None
+        if err == 0:
+            return
+        if err not in _CONNECTING:
+            raise ProbeFailure(connect_error_reason(err))
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        fd = sock.fileno()
+        # A deadline already passed comes first, as asyncio.timeout makes it.
+        timer = (loop.call_soon(_wake, waiter, False) if timeout <= 0
+                 else loop.call_later(timeout, _wake, waiter, False))
+        loop.add_writer(fd, _wake, waiter, True)
+        try:
+            connected = await waiter
+        finally:
+            loop.remove_writer(fd)
+            timer.cancel()
+        if not connected:
+            raise ProbeFailure(f"connect timeout after {seconds(timeout)} s")
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise ProbeFailure(connect_error_reason(err))
     finally:
         sock.close()
+
+
+def _wake(waiter: asyncio.Future[bool], connected: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(connected)

@@ -153,7 +153,9 @@ async def test_a_dribbling_server_cannot_stretch_the_deadline(ports: dict) -> No
     reason = await fails(http(ports["http"], "/dribble", connect_timeout=1.0))
     assert re.fullmatch(r"response exceeded 1\.0 s deadline \(\d+ bytes received\) "
                         r"on /dribble", reason), reason
-    assert time.monotonic() - started < 1.5
+    # The whole response takes 60 s at one byte per 0.1 s, so a per-read timer would never
+    # fire; the margin over 1 s only absorbs a busy machine's scheduling delays.
+    assert time.monotonic() - started < 3.0
 
 
 async def test_each_url_has_the_whole_deadline(ports: dict) -> None:
