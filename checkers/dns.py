@@ -15,27 +15,13 @@ Retries are the scheduler's (DNS_CHECK's retry defaults to 3 there).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import socket
-import time
 
 from checkers.dns_wire import DnsWireError, decode_header, encode_query
 from checkers.probe import ProbeContext, ProbeResult
-from checkers.probe_sockets import (
-    ProbeFailure,
-    SocketError,
-    connect_datagram,
-    endpoint,
-    open_socket,
-    receive,
-    seconds,
-    strerror,
-)
+from checkers.probe_sockets import ProbeFailure, SocketError, seconds
 from checkers.spec import DnsCheck
-
-_RECEIVE_SIZE = 65535
-_MAX_DATAGRAMS = 1000  # bound on datagrams read in one check
+from checkers.udp_exchange import exchange, passing_icmp, target_of, timed_verdict
 
 
 def _plural(count: int, word: str) -> str:
@@ -43,18 +29,11 @@ def _plural(count: int, word: str) -> str:
 
 
 async def probe_dns(spec: DnsCheck, context: ProbeContext) -> ProbeResult:
-    started = time.monotonic()
-    try:
-        ok, reason = await _check(spec)
-    except ProbeFailure as failure:
-        ok, reason = False, str(failure)
-    return ProbeResult(ok, reason, time.monotonic() - started)
+    return await timed_verdict(_check(spec))
 
 
 async def _check(spec: DnsCheck) -> tuple[bool, str]:
-    where = endpoint(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
-                     bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark,
-                     require_port=True)
+    where = target_of(spec)
     question = f"{spec.type} {spec.name}"
     query_id = secrets.randbits(16)
     try:
@@ -63,22 +42,13 @@ async def _check(spec: DnsCheck) -> tuple[bool, str]:
         raise ProbeFailure(f"DNS_CHECK cannot ask {question}: {exc}") from None
     target = where.target
     timeout = spec.connect_timeout
-    deadline = asyncio.get_running_loop().time() + timeout
-    sock = open_socket(where, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    try:
-        connect_datagram(sock, where)
-        try:
-            sock.send(query)
-        except OSError as exc:
-            return False, f"cannot send the DNS query to {target}: {strerror(exc.errno)}"
+    with exchange(where, query, timeout, "the DNS query") as answers:
         ignored: dict[str, int] = {}
-        for _ in range(_MAX_DATAGRAMS):
-            got = await receive(sock, _RECEIVE_SIZE, deadline)
-            if got is None:
-                break
+        async for got in answers:
             if isinstance(got, SocketError):
-                if got.icmp is not None and got.icmp.is_icmp and not got.icmp.is_unreachable:
-                    why = f"ICMP {got.icmp.describe()}"
+                icmp = passing_icmp(got)
+                if icmp is not None:
+                    why = f"ICMP {icmp.describe()}"
                     ignored[why] = ignored.get(why, 0) + 1
                     continue
                 return False, f"DNS server {target} unreachable: {got.describe()}"
@@ -97,8 +67,6 @@ async def _check(spec: DnsCheck) -> tuple[bool, str]:
             parts = ", ".join(f"{count} {why}" for why, count in ignored.items())
             detail = f" (ignored: {parts})"
         return False, f"no DNS reply from {target} within {seconds(timeout)} s{detail}"
-    finally:
-        sock.close()
 
 
 def _ignore(datagram: bytes, query_id: int) -> str | None:

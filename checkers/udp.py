@@ -21,27 +21,14 @@ it only when reply data is given).
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from dataclasses import dataclass
 
 from checkers.probe import ProbeContext, ProbeResult
-from checkers.probe_sockets import (
-    ProbeFailure,
-    SocketError,
-    connect_datagram,
-    endpoint,
-    open_socket,
-    receive,
-    seconds,
-    strerror,
-)
+from checkers.probe_sockets import ProbeFailure, SocketError, seconds
 from checkers.spec import UdpCheck
+from checkers.udp_exchange import exchange, passing_icmp, target_of, timed_verdict
 
 DEFAULT_PAYLOAD = b"lvs-director UDP_CHECK probe - \n"  # 32 bytes, like keepalived's filler
-_RECEIVE_SIZE = 65535
-_MAX_DATAGRAMS = 1000  # bound on datagrams read in one check (a flood cannot spin it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,18 +92,11 @@ def _expected(pattern: ReplyPattern, offset: int) -> str:
 
 
 async def probe_udp(spec: UdpCheck, context: ProbeContext) -> ProbeResult:
-    started = time.monotonic()
-    try:
-        ok, reason = await _check(spec)
-    except ProbeFailure as failure:
-        ok, reason = False, str(failure)
-    return ProbeResult(ok, reason, time.monotonic() - started)
+    return await timed_verdict(_check(spec))
 
 
 async def _check(spec: UdpCheck) -> tuple[bool, str]:
-    where = endpoint(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
-                     bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark,
-                     require_port=True)
+    where = target_of(spec)
     try:
         payload = DEFAULT_PAYLOAD if spec.payload is None else parse_hex(spec.payload)
         pattern = (parse_pattern(spec.require_reply_data)
@@ -125,22 +105,11 @@ async def _check(spec: UdpCheck) -> tuple[bool, str]:
         raise ProbeFailure(f"UDP_CHECK configuration: {exc}") from None
     target = where.target
     timeout = spec.connect_timeout
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    sock = open_socket(where, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    try:
-        connect_datagram(sock, where)
-        try:
-            sock.send(payload)
-        except OSError as exc:
-            return False, f"cannot send UDP to {target}: {strerror(exc.errno)}"
+    with exchange(where, payload, timeout, "UDP") as answers:
         ignored = 0
-        for _ in range(_MAX_DATAGRAMS):
-            got = await receive(sock, _RECEIVE_SIZE, deadline)
-            if got is None:
-                break
+        async for got in answers:
             if isinstance(got, SocketError):
-                if got.icmp is not None and got.icmp.is_icmp and not got.icmp.is_unreachable:
+                if passing_icmp(got) is not None:
                     ignored += 1
                     continue
                 return False, f"UDP to {target}: {got.describe()}"
@@ -154,5 +123,3 @@ async def _check(spec: UdpCheck) -> tuple[bool, str]:
             extra = f" ({ignored} ICMP errors ignored)" if ignored else ""
             return False, f"no UDP reply from {target} within {seconds(timeout)} s{extra}"
         return True, f"no ICMP error from {target} within {seconds(timeout)} s"
-    finally:
-        sock.close()

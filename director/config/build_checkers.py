@@ -39,6 +39,7 @@ from checkers.spec import (
 from director.config import convert
 from director.config.blocks import read_interface_name
 from director.config.errors import Diagnostics
+from director.config.lexer import CommandSyntaxError, split_command, unescape
 from director.config.tree import Node, Word
 
 CHECKER_KEYWORDS: frozenset[str] = frozenset(CHECKER_CLASSES)
@@ -52,8 +53,6 @@ _SCHEDULED = _CONNECTING | {"MISC_CHECK"}
 _DEPRECATED = {"nb_get_retry": "retry"}
 
 _STATUS_MIN, _STATUS_MAX = 100, 599
-_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
-            "v": "\v"}
 
 Values = dict[str, Any]
 Reader = Callable[[Node, Diagnostics], Values | None]
@@ -104,66 +103,24 @@ def _address(word: Word, diag: Diagnostics) -> IPAddress | None:
     return convert.address(word, diag)
 
 
-def _split_quoted_escaped(text: str) -> list[str] | None:
-    """Split like keepalived's quoted-escaped strings: words separated by white space,
-    '...' and "..." group, a backslash escapes the next character (\\n, \\t, ... as in C).
-    None when a quote is not closed."""
-    words: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        out: list[str] = []
-        quote = ""
-        while i < n:
-            ch = text[i]
-            if ch == "\\":
-                i += 1
-                if i < n:
-                    out.append(_ESCAPES.get(text[i], text[i]))
-                    i += 1
-            elif quote:
-                if ch == quote:
-                    quote = ""
-                else:
-                    out.append(ch)
-                i += 1
-            elif ch in "'\"":
-                quote = ch
-                i += 1
-            elif ch.isspace():
-                break
-            else:
-                out.append(ch)
-                i += 1
-        if quote:
-            return None
-        words.append("".join(out))
-    return words
-
-
 def _misc_path(node: Node, diag: Diagnostics) -> Values | None:
     if not convert.args(node, diag, 1):
         return None
     # The reader has already taken the quotes off a "quoted command line"; keepalived
     # takes the first (quote-aware) word of the line as the command line and splits it.
-    if len(node.args) == 1:
-        line = str(node.args[0])
-    else:
-        words = _split_quoted_escaped(" ".join(node.args))
-        if not words:
-            diag.error(node.args[0].origin, "misc_path: unterminated quote")
-            return None
-        line = words[0]
-        if len(words) > 1:
-            diag.warning(node.args[1].origin,
-                         "misc_path: keepalived runs only the first word; quote the whole "
-                         f"command line to pass arguments (ignoring '{' '.join(words[1:])}')")
-    argv = _split_quoted_escaped(line)
-    if argv is None:
-        diag.error(node.args[0].origin, "misc_path: unterminated quote")
+    try:
+        if len(node.args) == 1:
+            line = str(node.args[0])
+        else:
+            words = split_command(" ".join(node.args))
+            line = words[0] if words else ""
+            if len(words) > 1:
+                diag.warning(node.args[1].origin,
+                             "misc_path: keepalived runs only the first word; quote the whole "
+                             f"command line to pass arguments (ignoring '{' '.join(words[1:])}')")
+        argv = split_command(line)
+    except CommandSyntaxError as error:
+        diag.error(node.args[0].origin, f"misc_path: {error}")
         return None
     if not argv or not argv[0]:
         diag.error(node.args[0].origin, "misc_path is empty")
@@ -455,19 +412,18 @@ def _status_range(word: Word, diag: Diagnostics) -> StatusRange | None:
 def _regex_pattern(node: Node, diag: Diagnostics) -> str | None:
     if not convert.args(node, diag, 1):
         return None
-    if len(node.args) == 1:
-        words = [_unescape(node.args[0])]
-    else:
-        words = _split_quoted_escaped(" ".join(node.args)) or []
+    try:
+        if len(node.args) == 1:
+            words = [unescape(node.args[0])]
+        else:
+            words = split_command(" ".join(node.args))
+    except CommandSyntaxError as error:
+        diag.error(node.args[0].origin, f"regex: {error}")
+        return None
     if len(words) != 1:
         diag.error(node.args[0].origin, "regex takes one pattern: quote it if it has spaces")
         return None
     return words[0]
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), text,
-                  flags=re.DOTALL)
 
 
 def _regex_options(node: Node, diag: Diagnostics) -> tuple[RegexOption, ...]:

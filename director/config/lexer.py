@@ -12,7 +12,7 @@ Two steps, both on plain strings and indexes (the reader maps indexes to columns
 
 `split_command` is the second splitter keepalived uses for script command lines
 (``notify``, ``script``, ``misc_path``...): single and double quotes, and shell-like
-backslash escapes.
+backslash escapes; `unescape` decodes those escapes in one word (``regex``).
 """
 
 from __future__ import annotations
@@ -190,6 +190,24 @@ def split_command(text: str) -> list[str]:
         if quote:
             raise CommandSyntaxError(f"missing closing {quote}")
         words.append("".join(out))
+
+
+def unescape(text: str) -> str:
+    """Decode the backslash escapes `split_command` knows, leaving quotes and
+    whitespace as they are (for a single word keepalived reads quoted-escaped).
+    Raises `CommandSyntaxError` on a trailing backslash."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 1
+            if i >= n:
+                raise CommandSyntaxError("a backslash ends the command line")
+            i = _escape(text, i, out)
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _escape(text: str, i: int, out: list[str]) -> int:

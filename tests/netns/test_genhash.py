@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -41,13 +40,14 @@ from aiohttp import web
 
 from checkers.http_client import Failure, fetch
 from checkers.http_wire import build_request
-from tests.netns.lab import IP, Lab, netns_unavailable_reason, run, wait_until
+from tests.netns.lab import IP, Lab, netns_unavailable_reason, run
+from tests.netns.servers.process import NGINX, closed_port, ipv6_loopback
+from tests.netns.servers.process import nginx as start_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 KEEPALIVED_GENHASH = Path("/usr/bin/genhash")
 KEEPALIVED_MISSING = (f"{KEEPALIVED_GENHASH} missing, nothing to compare with: "
                       "`make test-netns` installs Debian's keepalived (which has genhash)")
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NGINX_MISSING = f"{NGINX} missing: `make test-netns` installs Debian's nginx"
 OURS = [sys.executable, "-c",
         "import sys; sys.argv[0] = 'genhash'; from director.cli.genhash import main; "
@@ -262,16 +262,7 @@ class ServerLoop:
         return runner.addresses[0][1]
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HAVE_IPV6 = _ipv6_loopback()
+HAVE_IPV6 = ipv6_loopback()
 needs_ipv6 = pytest.mark.skipif(not HAVE_IPV6, reason="no IPv6 on loopback (::1)")
 
 
@@ -344,12 +335,6 @@ class Servers:
     scripts: dict[str, ScriptServer]
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def servers(certificates: Certificates) -> Iterator[Servers]:
     loop = ServerLoop()
@@ -367,45 +352,13 @@ def servers(certificates: Certificates) -> Iterator[Servers]:
             scripts["chunked6"] = loop.call(loop.start_script(ScriptServer(SCRIPTS["chunked"]),
                                                               "::1"))
         ports.update({name: server.port for name, server in scripts.items()})
-        ports["closed"] = _closed_port()
+        ports["closed"] = closed_port()
         yield Servers(ports, scripts)
     finally:
         loop.close()
 
 
 # ---------------------------------------------------------------- nginx
-
-NGINX_CONF = """\
-worker_processes 1;
-user root;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    sendfile off;
-    default_type text/plain;
-    types {{ text/html html; }}
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    ssl_certificate {pem};
-    ssl_certificate_key {pem};
-    server {{
-        {listen_default}
-        server_name _;
-        root {prefix}/default;
-    }}
-    server {{
-        {listen_vhost}
-        server_name {vhost};
-        root {prefix}/vhost;
-    }}
-}}
-"""
-
 
 @dataclass
 class Nginx:
@@ -419,45 +372,11 @@ def nginx(tmp_path_factory: pytest.TempPathFactory, certificates: Certificates) 
     if not Path(NGINX).exists():
         pytest.skip(NGINX_MISSING)
     prefix = tmp_path_factory.mktemp("nginx")
-    (prefix / "tmp").mkdir()
-    for site, page in (("default", NGINX_PAGE), ("vhost", NGINX_VHOST_PAGE)):
-        (prefix / site).mkdir()
-        (prefix / site / "index.html").write_bytes(page)
-        (prefix / site / "big.html").write_bytes(BIG)
-    http, https = _closed_port(), _closed_port()
-    listens = [f"listen 127.0.0.1:{http}", f"listen 127.0.0.1:{https} ssl"]
-    if HAVE_IPV6:
-        listens.append(f"listen [::1]:{http}")
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(
-        prefix=prefix, pem=certificates.server_pem, vhost=VHOST,
-        listen_default=" ".join(f"{x} default_server;" for x in listens),
-        listen_vhost=" ".join(f"{x};" for x in listens)))
-    log = open(prefix / "nginx.out", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        def listening() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited {process.returncode}: "
-                                   f"{(prefix / 'nginx.out').read_text(errors='replace')}"
-                                   f"{(prefix / 'error.log').read_text(errors='replace')}")
-            for port in (http, https):
-                with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)):
-                        return False
-            return True
-        wait_until(listening, 10, message="nginx listening")
+    pages = {"default": {"index.html": NGINX_PAGE, "big.html": BIG},
+             "vhost": {"index.html": NGINX_VHOST_PAGE, "big.html": BIG}}
+    with start_nginx(prefix, pem=certificates.server_pem, vhost=VHOST, pages=pages,
+                     ipv6=HAVE_IPV6) as (http, https):
         yield Nginx(http, https, prefix)
-    finally:
-        process.terminate()  # its own pid: master, which stops its workers
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
 
 
 # ---------------------------------------------------------------- a namespace without routes

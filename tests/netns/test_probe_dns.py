@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import os
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -18,56 +15,36 @@ from checkers.dns_wire import (
     decode_message,
     encode_message,
 )
-from checkers.probe import ProbeContext, ProbeResult, run_probe
 from checkers.spec import DnsCheck, DnsType
+from tests.netns.servers.datagram import DatagramServer, DatagramServers, free_port, probe
 
 Behaviour = Callable[[Message, bytes], list[bytes]]
 
 
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class Responder(asyncio.DatagramProtocol):
+class Responder(DatagramServer):
     """Answers each query with what `behaviour(query, raw)` returns (zero or more
     datagrams) and keeps the queries it got."""
 
     def __init__(self, behaviour: Behaviour):
+        super().__init__(self._answer)
         self.behaviour = behaviour
         self.queries: list[Message] = []
-        self.transport: asyncio.DatagramTransport | None = None
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
+    def _answer(self, data: bytes) -> list[bytes]:
         query = decode_message(data)
         self.queries.append(query)
-        for reply in self.behaviour(query, data):
-            self.transport.sendto(reply, addr)
+        return self.behaviour(query, data)
 
 
 @pytest.fixture
 async def dns_server():
-    transports = []
+    servers = DatagramServers()
 
     async def start(behaviour: Behaviour, host: str = "127.0.0.1") -> tuple[Responder, int]:
-        loop = asyncio.get_running_loop()
-        transport, responder = await loop.create_datagram_endpoint(
-            lambda: Responder(behaviour), local_addr=(host, 0))
-        transports.append(transport)
-        return responder, transport.get_extra_info("sockname")[1]
+        return await servers.start(Responder(behaviour), host)
 
     yield start
-    for transport in transports:
-        transport.close()
+    servers.close()
 
 
 def reply(query: Message, *, rcode: int = 0, answers: int = 1, ident: int | None = None,
@@ -86,13 +63,6 @@ def answer(**kwargs) -> Behaviour:
 def check(port: int, host: str = "127.0.0.1", timeout: float = 0.5, **fields) -> DnsCheck:
     return DnsCheck(connect_ip=ipaddress.ip_address(host), connect_port=port,
                     connect_timeout=timeout, **fields)
-
-
-async def probe(spec: DnsCheck) -> ProbeResult:
-    before = fd_count()
-    result = await run_probe(spec, ProbeContext())
-    assert fd_count() == before, "file descriptors leaked"
-    return result
 
 
 async def test_default_query_is_soa_for_the_root_with_recursion_desired(dns_server):

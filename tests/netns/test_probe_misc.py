@@ -39,41 +39,36 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def zombie_children() -> list[int]:
-    found = []
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...),
+    None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, `stat_fields`) of every process now in /proc."""
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            found.append(int(entry.name))
-    return found
+        if entry.name.isdigit() and (fields := stat_fields(entry.name)) is not None:
+            yield int(entry.name), fields
+
+
+def zombie_children() -> list[int]:
+    return [pid for pid, fields in processes()
+            if fields[0] == "Z" and int(fields[1]) == os.getpid()]
 
 
 def alive(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] not in ("Z", "X")
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 def group_members(pgid: int) -> list[int]:
     """Live processes (not zombies) in process group `pgid`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, fields in processes()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 async def probe(spec: MiscCheck, context: ProbeContext = ROOT) -> ProbeResult:

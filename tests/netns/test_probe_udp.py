@@ -4,58 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
-from collections.abc import Callable
 
 import pytest
 
-from checkers.probe import ProbeContext, ProbeResult, run_probe
 from checkers.spec import UdpCheck
 from checkers.udp import DEFAULT_PAYLOAD
-
-Reply = Callable[[bytes], list[bytes]]
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class Server(asyncio.DatagramProtocol):
-    def __init__(self, reply: Reply):
-        self.reply = reply
-        self.received: list[tuple[bytes, tuple]] = []
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.received.append((data, addr))
-        for datagram in self.reply(data):
-            self.transport.sendto(datagram, addr)
+from tests.netns.servers.datagram import DatagramServer, DatagramServers, Reply, free_port, probe
 
 
 @pytest.fixture
 async def udp_server():
-    transports = []
+    servers = DatagramServers()
 
-    async def start(reply: Reply, host: str = "127.0.0.1") -> tuple[Server, int]:
-        transport, server = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: Server(reply), local_addr=(host, 0))
-        transports.append(transport)
-        return server, transport.get_extra_info("sockname")[1]
+    async def start(reply: Reply, host: str = "127.0.0.1") -> tuple[DatagramServer, int]:
+        return await servers.start(DatagramServer(reply), host)
 
     yield start
-    for transport in transports:
-        transport.close()
+    servers.close()
 
 
 def echo(data: bytes) -> list[bytes]:
@@ -69,13 +35,6 @@ def silent(data: bytes) -> list[bytes]:
 def check(port: int, host: str = "127.0.0.1", timeout: float = 0.3, **fields) -> UdpCheck:
     return UdpCheck(connect_ip=ipaddress.ip_address(host), connect_port=port,
                     connect_timeout=timeout, **fields)
-
-
-async def probe(spec: UdpCheck) -> ProbeResult:
-    before = fd_count()
-    result = await run_probe(spec, ProbeContext())
-    assert fd_count() == before, "file descriptors leaked"
-    return result
 
 
 async def test_default_payload_and_any_reply(udp_server):

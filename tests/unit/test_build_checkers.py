@@ -10,6 +10,7 @@ import textwrap
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
+from config_helpers import FILE, errors, warnings, where
 
 from checkers.spec import (
     CHECKER_CLASSES,
@@ -38,7 +39,6 @@ from director.config.reader import read_text
 from director.config.tree import Node, Word
 
 RS = IPv4Address("192.0.2.10")
-FILE = "t.conf"
 
 
 def build(text: str, defaults: CheckDefaults | None = None, address=RS, port: int = 80,
@@ -57,28 +57,6 @@ def ok(text: str, **kw):
     assert not diag.problems, [str(p) for p in diag.problems]
     assert checker is not None
     return checker
-
-
-def where(text: str, needle: str, nth: int = 0) -> str:
-    """FILE:LINE:COL of the nth occurrence of ``needle`` in the dedented ``text``."""
-    lines = textwrap.dedent(text).strip("\n").splitlines()
-    seen = 0
-    for number, line in enumerate(lines, 1):
-        start = 0
-        while (col := line.find(needle, start)) >= 0:
-            if seen == nth:
-                return f"{FILE}:{number}:{col + 1}"
-            seen += 1
-            start = col + 1
-    raise AssertionError(f"{needle!r} not in text")
-
-
-def errors(diag: Diagnostics) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.errors]
-
-
-def warnings(diag: Diagnostics) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.warnings]
 
 
 def only_error(diag: Diagnostics, origin: str, *words: str) -> None:
@@ -454,30 +432,27 @@ def test_second_digest_keeps_the_first():
     assert checker.urls[0].digest == "a" * 32
 
 
-def test_regex_that_python_cannot_compile_is_an_error():
-    text = 'HTTP_GET {\n  url {\n    path /\n    regex "(unclosed"\n  }\n}'
-    checker, diag = build(text)
-    only_error(diag, f"{FILE}:4:11", "does not compile")
-    assert checker.urls[0].regex is None
-
-
-def test_pcre2_only_syntax_is_reported_not_crashed_on():
-    text = 'HTTP_GET {\n  url {\n    path /\n    regex "(?<word>ok)"\n  }\n}'
-    checker, diag = build(text)
-    only_error(diag, f"{FILE}:4:11", "PCRE2")
-    assert checker.urls[0].regex is None
-
-
 def test_regex_escapes_are_read_as_keepalived_reads_them():
     # keepalived reads regex as a quoted-escaped string: "\\." is a backslash-dot
     text = 'HTTP_GET {\n  url {\n    path /\n    regex "v1\\\\.2\\tx"\n  }\n}'
     assert ok(text).urls[0].regex == "v1\\.2\tx"
 
 
-def test_regex_with_unquoted_spaces_is_an_error():
-    text = "HTTP_GET {\n  url {\n    path /\n    regex a b\n  }\n}"
+def test_regex_hex_escape_is_decoded_as_keepalived_does():
+    text = 'HTTP_GET {\n  url {\n    path /\n    regex "v\\x31\\056x"\n  }\n}'
+    assert ok(text).urls[0].regex == "v1.x"
+
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    ('"(unclosed"', "does not compile"),
+    ('"(?<word>ok)"', "PCRE2"),  # PCRE2-only syntax is reported, not crashed on
+    ('"ok\\"', "regex: a backslash ends the command line"),
+    ("a b", "one pattern"),  # unquoted spaces
+])
+def test_bad_regex_is_an_error_at_the_pattern(pattern: str, message: str):
+    text = f"HTTP_GET {{\n  url {{\n    path /\n    regex {pattern}\n  }}\n}}"
     checker, diag = build(text)
-    only_error(diag, f"{FILE}:4:11", "one pattern")
+    only_error(diag, f"{FILE}:4:11", message)
     assert checker.urls[0].regex is None
 
 
@@ -527,6 +502,19 @@ def test_misc_check_every_option():
     assert checker.misc_path == ("/usr/local/bin/check.sh", "--host", "a b", "x\\y")
     assert checker.misc_timeout == 7.0 and checker.misc_dynamic is True
     assert (checker.user, checker.group) == ("nobody", "nogroup")
+
+
+def test_misc_path_escapes_are_keepalived_s_hex_octal_and_control_forms():
+    # keepalived 2.2.7's alloc_strvec_quoted_escaped decodes \xHH, \NNN and \cC
+    checker = ok('MISC_CHECK {\n  misc_path "/bin/echo \\x41\\102 \\cA"\n}')
+    assert checker.misc_path == ("/bin/echo", "AB", "\x01")
+
+
+def test_misc_path_unterminated_quote_is_an_error():
+    text = "MISC_CHECK {\n  misc_path /bin/check 'a b\n}"
+    checker, diag = build(text)
+    assert (f"{FILE}:2:13", "misc_path: missing closing '") in errors(diag)
+    assert checker is None
 
 
 def test_misc_user_alone_leaves_group_to_the_user():

@@ -7,6 +7,7 @@ import textwrap
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
+from config_helpers import problems
 
 from checkers.spec import DnsCheck, HttpGetCheck, MiscCheck, TcpCheck
 from director.config.build_lvs import build_virtual_server, build_virtual_server_group
@@ -70,11 +71,6 @@ def load(text: str) -> tuple[Config, Diagnostics]:
     diag = Diagnostics()
     nodes = read_text(_text(text), FILE, diag)
     return build_config(nodes, diag), diag
-
-
-def problems(diag: Diagnostics, severity: Severity | None = None) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.problems
-            if severity is None or p.severity is severity]
 
 
 def vs_only(text: str) -> tuple[VirtualServer | None, Diagnostics]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import re
-import textwrap
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface, ip_network
 from pathlib import Path
 
 import pytest
+from config_helpers import FILE, dedent, errors, warnings, where
 
 from director.config.build_vrrp import (
     TOP_LEVEL_VRRP_KEYWORDS,
@@ -58,13 +58,8 @@ from vrrp.spec import (
     origin_of,
 )
 
-FILE = "t.conf"
 SAMPLES = Path("/usr/share/doc/keepalived/samples")
 MAN_PAGE = Path("/usr/share/man/man5/keepalived.conf.5.gz")
-
-
-def dedent(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
 
 
 def read(text: str) -> tuple[list, Diagnostics]:
@@ -72,27 +67,6 @@ def read(text: str) -> tuple[list, Diagnostics]:
     nodes = read_text(dedent(text), FILE, diag)
     assert not diag.problems, [str(p) for p in diag.problems]
     return nodes, diag
-
-
-def where(text: str, needle: str, nth: int = 0) -> str:
-    """FILE:LINE:COL of the nth occurrence of ``needle`` in the dedented ``text``."""
-    seen = 0
-    for number, line in enumerate(dedent(text).splitlines(), 1):
-        start = 0
-        while (col := line.find(needle, start)) >= 0:
-            if seen == nth:
-                return f"{FILE}:{number}:{col + 1}"
-            seen += 1
-            start = col + 1
-    raise AssertionError(f"{needle!r} not in text")
-
-
-def errors(diag: Diagnostics) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.errors]
-
-
-def warnings(diag: Diagnostics) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.warnings]
 
 
 def clean(diag: Diagnostics) -> None:

@@ -11,6 +11,7 @@ from director.config.lexer import (
     first_brace,
     split_command,
     tokenize,
+    unescape,
 )
 
 
@@ -113,3 +114,9 @@ def test_split_command_like_keepalived_scripts(command: str, expected: list[str]
 def test_split_command_rejects_broken_lines(command: str) -> None:
     with pytest.raises(CommandSyntaxError):
         split_command(command)
+
+
+def test_unescape_decodes_one_word_and_keeps_quotes_and_spaces() -> None:
+    assert unescape("a 'b' \\x41\\101\\cA\\\\.") == "a 'b' AA\x01\\."
+    with pytest.raises(CommandSyntaxError):
+        unescape("ok\\")

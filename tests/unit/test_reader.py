@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from config_helpers import problems as messages
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,11 +45,6 @@ def places(nodes: list[Node]) -> list[tuple[str, str]]:
         out.extend((str(w), w.origin) for w in (node.keyword, *node.args))
         out.extend(places(node.children or []))
     return out
-
-
-def messages(diag: Diagnostics, severity: Severity | None = None) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.problems
-            if severity is None or p.severity is severity]
 
 
 # ----- words, comments, blocks ---------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 
 import pytest
+from config_helpers import dedent, errors, warnings
+from config_helpers import where as where_in
 
 from director.config.build_vrrp import build_vrrp_config, build_vrrp_globals
 from director.config.errors import Diagnostics
@@ -27,22 +29,7 @@ from vrrp.spec import (
 )
 
 FILE = "v.conf"
-
-
-def dedent(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
-
-def where(text: str, needle: str, nth: int = 0) -> str:
-    seen = 0
-    for number, line in enumerate(dedent(text).splitlines(), 1):
-        start = 0
-        while (col := line.find(needle, start)) >= 0:
-            if seen == nth:
-                return f"{FILE}:{number}:{col + 1}"
-            seen += 1
-            start = col + 1
-    raise AssertionError(f"{needle!r} not in text")
+where = partial(where_in, file=FILE)
 
 
 def check(text: str) -> tuple[VrrpConfig, Diagnostics, Diagnostics]:
@@ -62,14 +49,6 @@ def validate(config: VrrpConfig) -> Diagnostics:
     diag = Diagnostics()
     validate_vrrp(config, diag)
     return diag
-
-
-def errors(diag: Diagnostics) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.errors]
-
-
-def warnings(diag: Diagnostics) -> list[tuple[str, str]]:
-    return [(p.origin, p.message) for p in diag.warnings]
 
 
 def inst(name: str, vrid: int = 1, interface: str = "eth0", vips: str = "192.0.2.1/24",

@@ -110,8 +110,7 @@ http {{
     ssl_certificate {pem};
     ssl_certificate_key {pem};
     server {{
-        listen 127.0.0.1:{http} default_server;
-        listen 127.0.0.1:{https} ssl default_server;
+{listen_default}
         server_name _;
         root {prefix}/default;
         location = /health {{ return 200 "healthy\\n"; }}
@@ -119,8 +118,7 @@ http {{
         location = /moved {{ return 301 /index.html; }}
     }}
     server {{
-        listen 127.0.0.1:{http};
-        listen 127.0.0.1:{https} ssl;
+{listen_vhost}
         server_name {vhost};
         root {prefix}/vhost;
     }}
@@ -130,10 +128,11 @@ http {{
 
 @contextlib.contextmanager
 def nginx(prefix: Path, *, pem: Path, vhost: str, pages: dict[str, dict[str, bytes]],
-          startup: float = 10.0) -> Iterator[tuple[int, int]]:
+          ipv6: bool = False, startup: float = 10.0) -> Iterator[tuple[int, int]]:
     """Debian's nginx with a config of ours in `prefix`: a default site and the site of
-    `vhost` (both over HTTP and HTTPS, with `pem`); `pages` = {"default"|"vhost":
-    {file name: content}}. Yields (http port, https port); stops nginx by its pid."""
+    `vhost` (both over HTTP and HTTPS on 127.0.0.1, with `pem`; with `ipv6` also HTTP on
+    [::1]); `pages` = {"default"|"vhost": {file name: content}}. Yields (http port,
+    https port); stops nginx by its pid."""
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     for site in ("default", "vhost"):
         (prefix / site).mkdir(exist_ok=True)
@@ -141,8 +140,13 @@ def nginx(prefix: Path, *, pem: Path, vhost: str, pages: dict[str, dict[str, byt
             (prefix / site / name).write_bytes(content)
     http, https = closed_port(), closed_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, pem=pem, vhost=vhost, http=http,
-                                      https=https))
+    listens = [f"127.0.0.1:{http}", f"127.0.0.1:{https} ssl"]
+    if ipv6:
+        listens.append(f"[::1]:{http}")
+    conf.write_text(NGINX_CONF.format(
+        prefix=prefix, pem=pem, vhost=vhost,
+        listen_default="\n".join(f"        listen {x} default_server;" for x in listens),
+        listen_vhost="\n".join(f"        listen {x};" for x in listens)))
     log = open(prefix / "nginx.out", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
