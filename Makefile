@@ -33,11 +33,12 @@ deps:
 # All three tiers; each must run (no tier is skipped silently in CI).
 test: test-unit test-netns test-kernel
 
+# Hard limits per tier (the suite takes a few minutes): a hang fails fast, never eats CI.
 test-unit: venv
-	$(BIN)/python -m pytest tests/unit -q
+	timeout 900 $(BIN)/python -m pytest tests/unit -q
 
 test-netns: venv deps
-	$(SUDO) $(BIN)/python -m pytest tests/netns -v
+	$(SUDO) timeout 1800 $(BIN)/python -m pytest tests/netns -v
 
 test-kernel: venv deps
 	$(SUDO) $(BIN)/python tests/kernel/uml.py
