@@ -26,6 +26,7 @@ from director.ipvs.backend import (
     kernel_destination_settings,
     kernel_service_settings,
 )
+from director.ipvs.listing import ConnectionCounts
 from director.ipvs.table import (
     DestinationKey,
     DestinationSettings,
@@ -375,3 +376,23 @@ class NetlinkBackend(Backend):
             # Refused before asking the kernel, with the errno the kernel gives for a
             # malformed request (as the memory backend does).
             raise IpvsError.refused(op, errno.EINVAL, str(error)) from error
+
+
+# ------------------------------------------------------------------ connection counts
+# (added for `lvsadm`: ipvsadm's ActiveConn / InActConn / PersistConn columns)
+
+def connection_counts(
+    backend: NetlinkBackend,
+) -> dict[ServiceKey, dict[DestinationKey, ConnectionCounts]]:
+    """Per service and real server: the kernel's current connection counts."""
+    result: dict[ServiceKey, dict[DestinationKey, ConnectionCounts]] = {}
+    for key, _settings, _attrs, dests in backend._dump_raw():
+        result[key] = {
+            _destination_from_attrs(d)[0]: ConnectionCounts(
+                active=d.get("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+                inactive=d.get("IPVS_DEST_ATTR_INACT_CONNS") or 0,
+                persistent=d.get("IPVS_DEST_ATTR_PERSIST_CONNS") or 0,
+            )
+            for d in dests
+        }
+    return result
