@@ -10,11 +10,12 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from director.ipvs.table import (
+    ConnectionCounts,
+    Counters,
     DestinationKey,
     DestinationSettings,
     Forwarding,
@@ -30,31 +31,6 @@ class Format(StrEnum):
     RATE = "rate"
     THRESHOLDS = "thresholds"
     PERSISTENT_CONN = "persistent-conn"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionCounts:
-    """A real server's current connections (IPVS_DEST_ATTR_*_CONNS)."""
-
-    active: int = 0
-    inactive: int = 0
-    persistent: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """Statistics as ipvsadm shows them (the kernel's 64-bit counters)."""
-
-    connections: int = 0
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    connections_per_second: int = 0
-    packets_in_per_second: int = 0
-    packets_out_per_second: int = 0
-    bytes_in_per_second: int = 0
-    bytes_out_per_second: int = 0
 
 
 # Per service: its own counters and its real servers' (missing ones count as zero).

@@ -26,8 +26,9 @@ from director.ipvs.backend import (
     kernel_destination_settings,
     kernel_service_settings,
 )
-from director.ipvs.listing import ConnectionCounts
 from director.ipvs.table import (
+    ConnectionCounts,
+    Counters,
     DestinationKey,
     DestinationSettings,
     Forwarding,
@@ -214,22 +215,6 @@ def _destination_from_attrs(attrs: Any) -> tuple[DestinationKey, DestinationSett
 
 
 # ------------------------------------------------------------------ statistics
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """IPVS statistics of a service or real server (IPVS_STATS_ATTR_*; 64-bit)."""
-
-    connections: int = 0
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    connections_per_second: int = 0
-    packets_in_per_second: int = 0
-    packets_out_per_second: int = 0
-    bytes_in_per_second: int = 0
-    bytes_out_per_second: int = 0
-
 
 @dataclass(frozen=True, slots=True)
 class ServiceStats:

@@ -108,3 +108,29 @@ class Operation:
     service_settings: ServiceSettings | None = None
     destination: DestinationKey | None = None
     destination_settings: DestinationSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCounts:
+    """A real server's current connections (IPVS_DEST_ATTR_*_CONNS)."""
+
+    active: int = 0
+    inactive: int = 0
+    persistent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """IPVS statistics of a service or real server (IPVS_STATS_ATTR_*, 64-bit), as
+    the kernel keeps them and ipvsadm shows them."""
+
+    connections: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    connections_per_second: int = 0
+    packets_in_per_second: int = 0
+    packets_out_per_second: int = 0
+    bytes_in_per_second: int = 0
+    bytes_out_per_second: int = 0
