@@ -22,7 +22,10 @@ from director.ipvs.table import (
     Operation,
     OperationKind,
     ServiceSettings,
+    SyncDaemon,
+    SyncState,
     Table,
+    Timeouts,
     TunnelType,
 )
 
@@ -72,6 +75,26 @@ class Backend(Protocol):
     def apply_all(self, ops: Iterable[Operation]) -> list[IpvsError]:
         """Apply each operation in order; see `apply_all` below."""
         return apply_all(self, ops)
+
+    def sync_daemons(self) -> list[SyncDaemon]:
+        """The connection-synchronisation daemons running now (at most one per state)."""
+        ...
+
+    def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        """Start a sync daemon; `IpvsError` if one of that state already runs."""
+        ...
+
+    def stop_sync_daemon(self, state: SyncState) -> None:
+        """Stop the sync daemon of that state; `IpvsError` if none runs."""
+        ...
+
+    def timeouts(self) -> Timeouts:
+        """The connection timeouts in force."""
+        ...
+
+    def set_timeouts(self, timeouts: Timeouts) -> None:
+        """Change the timeouts that are not 0 in `timeouts`."""
+        ...
 
 
 def apply_all(backend: Backend, ops: Iterable[Operation]) -> list[IpvsError]:

@@ -38,7 +38,10 @@ from director.ipvs.table import (
     Service,
     ServiceKey,
     ServiceSettings,
+    SyncDaemon,
+    SyncState,
     Table,
+    Timeouts,
     TunnelType,
 )
 
@@ -362,8 +365,31 @@ class NetlinkBackend(Backend):
             # malformed request (as the memory backend does).
             raise IpvsError.refused(op, errno.EINVAL, str(error)) from error
 
+    # ------------------------------------------------ sync daemons and timeouts
+    # The requests are in `director.ipvs.netlink_sync` (pyroute2 has no message
+    # classes for them).
 
-# ------------------------------------------------------------------ connection counts
+    def sync_daemons(self) -> list[SyncDaemon]:
+        from director.ipvs import netlink_sync
+        return netlink_sync.sync_daemons(self._ipvs())
+
+    def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        from director.ipvs import netlink_sync
+        netlink_sync.start_sync_daemon(self._ipvs(), daemon)
+
+    def stop_sync_daemon(self, state: SyncState) -> None:
+        from director.ipvs import netlink_sync
+        netlink_sync.stop_sync_daemon(self._ipvs(), state)
+
+    def timeouts(self) -> Timeouts:
+        from director.ipvs import netlink_sync
+        return netlink_sync.timeouts(self._ipvs())
+
+    def set_timeouts(self, timeouts: Timeouts) -> None:
+        from director.ipvs import netlink_sync
+        netlink_sync.set_timeouts(self._ipvs(), timeouts)
+
+
 # (added for `lvsadm`: ipvsadm's ActiveConn / InActConn / PersistConn columns)
 
 def connection_counts(

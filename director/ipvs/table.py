@@ -134,3 +134,35 @@ class Counters:
     packets_out_per_second: int = 0
     bytes_in_per_second: int = 0
     bytes_out_per_second: int = 0
+
+
+class SyncState(StrEnum):
+    """Which way a connection-synchronisation daemon works (IP_VS_STATE_*)."""
+
+    MASTER = "master"  # sends the director's connections to the backups
+    BACKUP = "backup"  # takes them in
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SyncDaemon:
+    """A kernel IPVS sync daemon (`ipvsadm --start-daemon`, keepalived's
+    lvs_sync_daemon). Zero or None fields are the kernel's defaults, and a backend
+    reports them as the kernel does."""
+
+    state: SyncState
+    interface: str
+    sync_id: int = 0  # syncid: only messages with the same id are taken in
+    maxlen: int = 0  # 0: from the interface's MTU
+    port: int = 0  # 0: 8848
+    ttl: int = 0  # 0: 1
+    group: IPAddress | None = None  # None: 224.0.0.81 (or ff02::8000:81 for IPv6)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """IPVS connection timeouts in seconds (`ipvsadm --set`); 0 in a change leaves
+    that one as it is."""
+
+    tcp: int = 0
+    tcp_fin: int = 0
+    udp: int = 0
