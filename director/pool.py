@@ -25,11 +25,11 @@ Beyond keepalived:
 - operator drain: a drained real server is kept at weight 0 and does not count
   towards the quorum; the caller keeps the set of drained `RealServerId`s, which
   name servers by address, so a drain survives reloads;
-- slow start: a real server that came up ``elapsed`` seconds ago gets
-  ``weight * elapsed / slow_start`` (at least 1) until ``slow_start`` seconds have
-  passed. The config model has no setting for it, so `desired_table` takes it as a
-  parameter. The quorum counts the full weight: the server is healthy, and counting
-  the ramp would make the quorum flap when a pool comes back.
+- slow start (the virtual server's ``slow_start``, our keyword): a real server that
+  came up ``elapsed`` seconds ago gets ``weight * elapsed / slow_start`` (at least 1)
+  until ``slow_start`` seconds have passed. The quorum counts the full weight: the
+  server is healthy, and counting the ramp would make the quorum flap when a pool
+  comes back.
 """
 
 from __future__ import annotations
@@ -332,7 +332,7 @@ def _fits(key: ServiceKey, address: IPAddress, method: LvsMethod) -> bool:
 
 
 def _real_destinations(vs: VirtualServer, health: Health, now: float,
-                       drains: Collection[RealServerId], slow_start: float,
+                       drains: Collection[RealServerId],
                        sorry_active: bool) -> Iterator[tuple[RealServer, int]]:
     """(real server, weight) for each real server that has a place in the table."""
     for rs in vs.real_servers:
@@ -344,21 +344,21 @@ def _real_destinations(vs: VirtualServer, health: Health, now: float,
         if RealServerId.of(vs, rs) in drains:
             yield rs, 0
             continue
-        yield rs, ramped_weight(effective_weight(rs, state), state.up_since, now, slow_start)
+        yield rs, ramped_weight(effective_weight(rs, state), state.up_since, now,
+                                vs.slow_start)
 
 
 def desired_table(config: Config, health: Health, now: float,
                   drains: Collection[RealServerId] = frozenset(),
-                  quorum: Mapping[str, bool] | None = None,
-                  slow_start: float = 0.0) -> Table:
+                  quorum: Mapping[str, bool] | None = None) -> Table:
     """The IPVS table the director wants now.
 
     `health`: the checkers' verdicts (a server without one is up, unless alpha);
     `drains`: real servers an operator set to weight 0; `quorum`: each virtual
     server's quorum state (`QuorumState.up`, by `virtual_server_id`), the start-up
-    rule where missing; `slow_start`: seconds over which a returning server's weight
-    ramps up (0: none). Two virtual servers naming the same kernel service: the later
-    one's wins (the config validator reports the clash)."""
+    rule where missing. A returning server's weight ramps up over its virtual
+    server's `slow_start` seconds (0: at once). Two virtual servers naming the same
+    kernel service: the later one's wins (the config validator reports the clash)."""
     table: Table = {}
     for vs in config.virtual_servers:
         vs_id = virtual_server_id(vs)
@@ -368,7 +368,7 @@ def desired_table(config: Config, health: Health, now: float,
             quorum_up = live_weight(vs, health, drains) >= vs.quorum + vs.hysteresis
         sorry = vs.sorry_server
         sorry_active = sorry is not None and not quorum_up
-        servers = list(_real_destinations(vs, health, now, drains, slow_start, sorry_active))
+        servers = list(_real_destinations(vs, health, now, drains, sorry_active))
         settings = service_settings(vs)
         for key in service_keys(vs, config):
             destinations: dict[DestinationKey, DestinationSettings] = {}

@@ -275,8 +275,14 @@ _CHECK_SETTINGS: dict[str, Handler] = {
 # ----------------------------------------------------------------- real_server
 
 
+def _virtual_server_only(node: Node, diag: Diagnostics, fields: Fields) -> None:
+    diag.warning(node.origin, f"{node.keyword} is a virtual_server setting (it applies to "
+                              "all its real servers); ignored in a real_server")
+
+
 _RS_HANDLERS: dict[str, Handler] = {
     **_CHECK_SETTINGS,
+    "slow_start": _virtual_server_only,
     "lvs_method": _lvs_method("lvs_method"),
     "lb_kind": _lvs_method("lvs_method"),  # lenient: keepalived only has it on services
     "notify_up": script_field("notify_up"),
@@ -468,6 +474,8 @@ _VS_HANDLERS: dict[str, Handler] = {
     "sorry_server": _sorry_server,
     "sorry_server_inhibit": flag_field("sorry_server_inhibit"),
     "sorry_server_lvs_method": _lvs_method("sorry_server_lvs_method"),
+    # Ours, not keepalived's (keepalived -t warns about it): see VirtualServer.slow_start.
+    "slow_start": timer_field("slow_start"),
 }
 VIRTUAL_SERVER_KEYWORDS: frozenset[str] = frozenset(_VS_HANDLERS) | {"real_server"}
 REAL_SERVER_KEYWORDS: frozenset[str] = frozenset(_RS_HANDLERS) | CHECKER_KEYWORDS

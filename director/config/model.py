@@ -380,6 +380,9 @@ class VirtualServer:
     sorry_server: SorryServer | None = None
     inhibit_on_failure: bool = False
     weight: int = 1  # default weight of its real servers
+    # Beyond keepalived (keyword slow_start): a real server that comes up gets
+    # weight * elapsed / slow_start (at least 1) until slow_start seconds have passed.
+    slow_start: float = 0.0  # seconds over which a returning server's weight ramps; 0: none
     # checker defaults for its real servers
     delay_loop: float = 60.0
     connect_timeout: float = 5.0

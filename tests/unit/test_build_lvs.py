@@ -888,3 +888,34 @@ def test_nat_keeps_a_different_real_server_port() -> None:
         """)
     assert config.virtual_servers[0].real_servers[0].port == 8080
     assert not diag.problems
+
+
+# ------------------------------------------------------------------ slow_start (ours)
+
+
+def test_slow_start_is_a_virtual_server_setting_in_seconds() -> None:
+    assert vs_ok(with_line("")).slow_start == 0.0
+    assert vs_ok(with_line("slow_start 30")).slow_start == 30.0
+    assert vs_ok(with_line("slow_start 2.5")).slow_start == 2.5
+
+
+def test_a_negative_slow_start_is_an_error_at_the_value() -> None:
+    text = with_line("slow_start -1")
+    vs, diag = vs_only(text)
+    assert vs is not None and vs.slow_start == 0.0
+    assert problems(diag) == [(value_at(text, "slow_start -1"),
+                               "slow_start -1 is out of range (0-1000000000.0)")]
+
+
+def test_slow_start_in_a_real_server_is_ignored_with_a_warning() -> None:
+    text = with_line("slow_start 10", "slow_start 5")
+    vs, diag = vs_only(text)
+    assert vs is not None and vs.slow_start == 10.0
+    assert problems(diag, Severity.WARNING) == [
+        (at(text, "slow_start 5"), "slow_start is a virtual_server setting (it applies to "
+                                   "all its real servers); ignored in a real_server")]
+
+
+def test_slow_start_passes_strict_validation() -> None:
+    _, diag = load(with_line("slow_start 60"))
+    assert diag.problems == []

@@ -202,19 +202,42 @@ def test_drain_survives_a_reload_that_changes_the_weight() -> None:
 
 def test_slow_start_ramps_linearly_from_one_to_the_weight() -> None:
     server = rs(1, weight=100)
-    v = vs(server)
+    v = vs(server, slow_start=60.0)
     health = {RealServerId.of(v, server): ServerHealth(up_since=1000.0)}
     config = Config(virtual_servers=(v,))
 
     def at(now: float) -> int:
-        table = desired_table(config, health, now=now, slow_start=60.0)
+        table = desired_table(config, health, now=now)
         return weights(table, key_of(v))["198.51.100.1:80"]
 
     assert (at(1000.0), at(1030.0), at(1060.0), at(5000.0)) == (1, 50, 100, 100)
-    # without slow start the weight is full at once; quorum counts the full weight
-    assert weights(desired_table(config, health, now=1000.0), key_of(v)) == {
-        "198.51.100.1:80": 100}
+    # quorum counts the full weight
     assert live_weight(v, health) == 100
+    # without slow start the weight is full at once
+    at_once = vs(server)
+    assert weights(desired_table(Config(virtual_servers=(at_once,)), health, now=1000.0),
+                   key_of(at_once)) == {"198.51.100.1:80": 100}
+
+
+def test_slow_start_is_each_virtual_servers_own() -> None:
+    server = rs(1, weight=100)
+    ramped = vs(server, slow_start=100.0)
+    plain = vs(server, address=ip_address("192.0.2.20"))
+    health = {RealServerId.of(v, server): ServerHealth(up_since=0.0) for v in (ramped, plain)}
+    table = desired_table(Config(virtual_servers=(ramped, plain)), health, now=25.0)
+    assert weights(table, key_of(ramped)) == {"198.51.100.1:80": 25}
+    assert weights(table, key_of(plain)) == {"198.51.100.1:80": 100}
+
+
+def test_slow_start_does_not_raise_a_drained_or_inhibited_server() -> None:
+    up = rs(1, weight=10)
+    down = rs(2, weight=10, inhibit_on_failure=True)
+    v = vs(up, down, slow_start=30.0)
+    health = {RealServerId.of(v, up): ServerHealth(up_since=0.0),
+              RealServerId.of(v, down): ServerHealth(up=False, up_since=0.0)}
+    drains = frozenset({RealServerId.of(v, up)})
+    table = desired_table(Config(virtual_servers=(v,)), health, now=15.0, drains=drains)
+    assert weights(table, key_of(v)) == {"198.51.100.1:80": 0, "198.51.100.2:80": 0}
 
 
 # --- quorum, hysteresis and the sorry server -------------------------------------------
@@ -342,7 +365,8 @@ def test_omega_runs_quorum_down_and_notify_down_at_shutdown() -> None:
 # --- properties and reconcile ------------------------------------------------------------
 
 
-POOL = quorum_vs(sorry_server=SorryServer(address=ip_address("198.51.100.99"), lvs_method=DR))
+POOL = quorum_vs(sorry_server=SorryServer(address=ip_address("198.51.100.99"), lvs_method=DR),
+                 slow_start=30.0)
 POOL_CONFIG = Config(virtual_servers=(POOL,))
 SERVER_IDS = [RealServerId.of(POOL, s) for s in POOL.real_servers]
 
@@ -360,7 +384,7 @@ health_maps = st.dictionaries(
 def test_every_destination_is_a_configured_server_with_a_sane_weight(
         health, drains, quorum_up, now) -> None:
     quorum = None if quorum_up is None else {virtual_server_id(POOL): quorum_up}
-    table = desired_table(POOL_CONFIG, health, now, drains, quorum, slow_start=30.0)
+    table = desired_table(POOL_CONFIG, health, now, drains, quorum)
     configured = {DestinationKey(s.address, s.port): s for s in POOL.real_servers}
     sorry = DestinationKey(POOL.sorry_server.address, POOL.port)
     for dest, dest_settings in table[key_of(POOL)].destinations.items():

@@ -249,3 +249,20 @@ def test_parse_yaml_reads_a_config_without_validating_it():
     config = parse_yaml("virtual_servers: [{lvs_sched: nosuch}]\n", "x.yaml", Config, diag)
     assert diag.problems == []
     assert config.virtual_servers[0].lvs_sched == "nosuch"
+
+
+def test_slow_start_loads_from_yaml_and_survives_a_dump(tmp_path):
+    config, problems, _ = load_text(tmp_path, """\
+virtual_servers:
+  - address: 192.0.2.1
+    port: 80
+    protocol: TCP
+    slow_start: 45
+    real_servers:
+      - address: 192.0.2.10
+""")
+    assert problems == []
+    assert config.virtual_servers[0].slow_start == 45.0
+    assert "slow_start: 45" in dump_yaml(config, concise=True)
+    again, problems, _ = load_text(tmp_path, dump_yaml(config), "again.yaml")
+    assert problems == [] and again == config
