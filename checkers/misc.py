@@ -43,6 +43,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from checkers.probe import ProbeContext, ProbeResult
 from checkers.spec import MiscCheck
@@ -108,8 +109,19 @@ def _lookup(user: str, group: str | None) -> ScriptIdentity:
     return ScriptIdentity(user=user, uid=entry.pw_uid, gid=gid, groups=groups)
 
 
-def resolve_identity(spec: MiscCheck, context: ProbeContext) -> ScriptIdentity:
-    """Who runs the checker's program (keepalived's order); raises ScriptRefused."""
+class RunsAs(Protocol):
+    """Anything that names who runs a script: a MISC_CHECK, a notify script."""
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def group(self) -> str | None: ...
+
+
+def resolve_identity(spec: RunsAs, context: ProbeContext) -> ScriptIdentity:
+    """Who runs a script (keepalived's order: its own user, script_user, then
+    keepalived_script); raises ScriptRefused."""
     if spec.user is not None:
         return _lookup(spec.user, spec.group)
     if context.script_user is not None:

@@ -36,7 +36,6 @@ from checkers.misc import (
     secure_executable,
 )
 from checkers.probe import ProbeContext
-from checkers.spec import MiscCheck
 from director.config.lexer import CommandSyntaxError, split_command
 from director.config.model import GlobalDefs, Script
 
@@ -106,8 +105,7 @@ class ScriptRunner:
             if not argv or not argv[0]:
                 log.error("%s not run: the command is empty", name)
                 return
-            identity = resolve_identity(MiscCheck(user=script.user, group=script.group),
-                                        self.context)
+            identity = resolve_identity(script, self.context)
             executable = (secure_executable(argv[0], identity)
                           if self.context.enable_script_security else None)
             log.info("running %s", name)
