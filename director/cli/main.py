@@ -1,8 +1,9 @@
-"""`director`: the daemon's command line (configuration commands for now)."""
+"""`director`: the daemon (`run`) and its configuration and operator commands."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +42,27 @@ def _parser() -> argparse.ArgumentParser:
                               "(exit 0: all real servers up, 3: some down)")
     _add_config_arguments(servers)
     servers.add_argument("--json", action="store_true", help="JSON output")
+
+    run = commands.add_parser(
+        "run", help="run the director in the foreground (SIGHUP: reload, SIGTERM: stop)")
+    _add_config_arguments(run)
+    run.add_argument("--checkers-only", action="store_true",
+                     help="run the health checks and the IPVS table only (no VRRP)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="keep the IPVS table in memory (starting empty) and log every "
+                          "change that would be made to the kernel's")
+    run.add_argument("--keep-ipvs", action="store_true",
+                     help="on stop, leave the IPVS table as it is (for a hitless restart)")
+    run.add_argument("--state-dir", default=None, metavar="DIR",
+                     help="status, drains and owned-services files (default: "
+                          "/run/lvs-director)")
+    run.add_argument("--log-level", default="info",
+                     choices=("debug", "info", "warning", "error"),
+                     help="least severe messages logged (default: info)")
+
+    from director.cli.drain import add_parsers
+
+    add_parsers(commands)
     return parser
 
 
@@ -51,6 +73,13 @@ def _report(problems: Sequence[Problem]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    handler = getattr(options, "handler", None)
+    if handler is not None:  # drain, undrain, drains
+        return handler(options)
+    if options.command == "run" and not options.checkers_only:
+        print("director run: the VRRP part is not built yet (issue 6); run the health "
+              "checks and the IPVS table alone with --checkers-only", file=sys.stderr)
+        return 2
     try:
         config, problems = load_config(options.config, strict=options.strict,
                                        config_id=options.config_id,
@@ -65,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if options.command == "check-servers":
         return _check_servers(config, options.json)
+    if options.command == "run":
+        return _run(options, config)
 
     from director.config.yaml_config import dump_json, dump_yaml
 
@@ -92,6 +123,110 @@ def _check_servers(config, as_json: bool) -> int:
         sys.stdout.write(as_text(report))
     all_up = all(s.up for _, servers in report for s in servers)
     return 0 if all_up else SOME_SERVERS_DOWN
+
+
+def _run(options: argparse.Namespace, config) -> int:
+    """`director run --checkers-only`: the balancer in the foreground until SIGTERM."""
+    import asyncio
+    import logging
+
+    from director import state_files
+    from director.ipvs.backend import IpvsError
+
+    logging.basicConfig(level=options.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("director")
+    state_dir = options.state_dir or state_files.DEFAULT_STATE_DIR
+    try:
+        state_files.write_pid(state_dir)
+    except state_files.StateFileError as error:
+        print(f"director run: {error}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_serve(options, config, state_dir, log))
+    except IpvsError as error:
+        log.error("cannot start: %s", error.message)
+        return 1
+    finally:
+        state_files.remove_pid(state_dir)
+
+
+async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> int:
+    import asyncio
+    import signal
+
+    from director.balancer import Balancer
+
+    if options.dry_run:
+        from director.ipvs.memory import MemoryBackend
+
+        backend = MemoryBackend()
+        log.info("dry run: the IPVS table is kept in memory; the kernel's is not touched")
+    else:
+        from director.balancer import ThreadedBackend
+        from director.ipvs.netlink import NetlinkBackend
+
+        backend = ThreadedBackend(NetlinkBackend)
+    balancer = Balancer(config, backend, state_dir, config_path=os.path.abspath(options.config),
+                        dry_run=options.dry_run)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    reloads: list[asyncio.Task[None]] = []
+    lock = asyncio.Lock()
+
+    async def reload() -> None:
+        async with lock:
+            log.info("SIGHUP: reloading %s", options.config)
+            try:
+                new, problems = await asyncio.to_thread(
+                    load_config, options.config, strict=options.strict,
+                    config_id=options.config_id, input_format=options.input_format)
+            except ConfigError as error:
+                for problem in error.problems:
+                    log.error("reload: %s", problem)
+                log.error("reload: %s has errors; still running the previous configuration",
+                          options.config)
+                return
+            except Exception as error:  # unreadable file and the like
+                log.error("reload: cannot load %s: %s; still running the previous "
+                          "configuration", options.config, error)
+                return
+            for problem in problems:
+                log.warning("reload: %s", problem)
+            if not stopping.is_set():
+                await balancer.reload(new)
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloads.append(task)
+        task.add_done_callback(reloads.remove)
+
+    def on_stop(name: str) -> None:
+        if not stopping.is_set():
+            log.info("%s: stopping", name)
+        stopping.set()
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
+    try:
+        await balancer.start()
+        log.info("running: %d virtual server(s); pid %d", len(config.virtual_servers),
+                 os.getpid())
+        await stopping.wait()
+    finally:
+        for task in list(reloads):
+            task.cancel()
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
+        await balancer.stop(keep_table=options.keep_ipvs)
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+        for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+    log.info("stopped")
+    return 0
 
 
 def _summary(config) -> str:
