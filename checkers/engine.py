@@ -174,8 +174,12 @@ class CheckEngine:
         self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL, self._watch)
         self.update(servers)
 
-    def update(self, servers: Mapping[str, Sequence[CheckerSpec]]) -> None:
-        """Check ``servers`` from now on; unchanged servers and checkers keep their state."""
+    def update(self, servers: Mapping[str, Sequence[CheckerSpec]],
+               context: ProbeContext | None = None) -> None:
+        """Check ``servers`` from now on; unchanged servers and checkers keep their state.
+        A new ``context`` (script user, tracked files) applies from the next probe on."""
+        if context is not None:
+            self._context = context
         loop = self._require_loop()
         now = loop.time()
         for key in [k for k in self._servers if k not in servers]:

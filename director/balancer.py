@@ -339,7 +339,7 @@ class Balancer:
         servers = self._checker_map(config)
         self._fresh = {k for k in servers if self._ids[k] not in known}
         try:
-            self._engine.update(servers)
+            self._engine.update(servers, probe_context(config))
         finally:
             fresh, self._fresh = self._fresh, set()
         snapshot = self._engine.snapshot()

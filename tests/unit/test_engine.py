@@ -217,6 +217,22 @@ async def test_update_keeps_the_state_of_unchanged_servers():
     assert probes.count(2) == count2  # removed: no more probes
 
 
+async def test_update_with_a_new_context_applies_it_to_the_next_probes():
+    seen: list[str | None] = []
+
+    async def probe(spec: CheckerSpec, context: ProbeContext) -> ProbeResult:
+        seen.append(context.script_user)
+        return ProbeResult(True, "ok", 0.001)
+
+    engine = CheckEngine(probe=probe, context=ProbeContext(script_user="before"))
+    engine.start({"a": [tcp(1)]})
+    await wait_for(lambda: "before" in seen)
+    engine.update({"a": [tcp(1)]}, ProbeContext(script_user="after"))
+    await wait_for(lambda: "after" in seen)
+    await engine.stop()
+    assert seen[seen.index("after"):] == ["after"] * (len(seen) - seen.index("after"))
+
+
 async def test_update_cancels_the_running_probe_of_a_removed_server():
     probes = FakeProbes()
     probes.mode[9] = "hang"
