@@ -30,6 +30,7 @@ from director.config.model import (
 from director.config.reader import read_file
 from director.config.tree import Node
 from director.config.validate_lvs import validate_lvs
+from director.config.validate_ranges import validate_ranges
 from director.config.validate_vrrp import validate_vrrp
 
 # Statements keepalived.conf(5) documents that the director reads but does not act on.
@@ -116,6 +117,7 @@ def _adopt_instance_sync_daemon(config: Config) -> Config:
 
 def validate_config(config: Config, diag: Diagnostics) -> Config | None:
     """Validate a Config built from elsewhere (YAML); None when it has errors."""
+    validate_ranges(config, diag)  # the value checks the keepalived.conf builders make
     validate_vrrp(config, diag)
     validate_lvs(config, diag)
     return None if diag.failed else config
