@@ -7,7 +7,18 @@ import ipaddress
 import socket
 
 from director.cli.lvsadm import main
-from director.ipvs.listing import ConnectionCounts, Counters, Format, largenum, listing
+from director.ipvs.listing import (
+    ConnectionCounts,
+    Counters,
+    Format,
+    Health,
+    HealthState,
+    largenum,
+    listing,
+    short_reason,
+    sync_daemons_text,
+    timeouts_text,
+)
 from director.ipvs.table import (
     DestinationKey,
     DestinationSettings,
@@ -16,6 +27,9 @@ from director.ipvs.table import (
     Service,
     ServiceKey,
     ServiceSettings,
+    SyncDaemon,
+    SyncState,
+    Timeouts,
 )
 
 AF4, AF6 = socket.AF_INET, socket.AF_INET6
@@ -99,5 +113,126 @@ def test_largenum_scales_unless_exact():
 
 
 def test_lvsadm_refuses_a_bad_service_address(capsys):
-    assert main(["-Ln", "-t", "not-an-address:80"]) == 2
+    assert main(["-Ln", "-t", "[not-an-address]:80"]) == 2
     assert "illegal service address" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ names (no -n)
+
+class FakeNames:
+    HOSTS = {"192.0.2.10": "director.example", "2001:db8::10": "v6dir.example",
+             "198.51.100.1": "a-very-long-host-name-for-testing.example.org"}
+    SERVICES = {(80, "tcp"): "http", (8080, "tcp"): "http-alt", (22, "tcp"): "ssh",
+                (53, "udp"): "domain", (1, "tcp"): "tcpmux"}
+
+    def host(self, address):
+        return self.HOSTS.get(str(address))
+
+    def service(self, port, protocol):
+        return self.SERVICES.get((port, protocol))
+
+
+def test_names_as_ipvsadm_shows_them_without_n():
+    """Captured from ipvsadm 1.31 -L (UML guest, those names in /etc/hosts), with a
+    LOCALNODE real server set through netlink."""
+    nat = DestinationSettings(forwarding=Forwarding.NAT)
+    table = {
+        key("192.0.2.10", 22): Service(
+            settings=ServiceSettings(scheduler="rr", persistence_timeout=60,
+                                     persistence_netmask=32),
+            destinations={dest("198.51.100.1", 8080): nat}),
+        key("192.0.2.10", 80): Service(settings=ServiceSettings(scheduler="rr"), destinations={
+            dest("192.0.2.10", 8080): nat, dest("198.51.100.1", 8080): nat}),
+        key("192.0.2.10", 81): Service(settings=ServiceSettings(scheduler="rr"), destinations={
+            dest("198.51.100.7", 1): DestinationSettings(forwarding="LOCAL")}),  # type: ignore[arg-type]
+        key("192.0.2.10", 53, Protocol.UDP): Service(
+            settings=ServiceSettings(scheduler="rr"),
+            destinations={dest("198.51.100.1", 53): nat}),
+        key("2001:db8::10", 80): Service(settings=ServiceSettings(scheduler="rr"), destinations={
+            dest("2001:db8::10", 8080): nat}),
+    }
+    assert listing(table, version="1.2.1", size=4096, names=FakeNames()) == HEAD + (
+        "TCP  director.example:ssh rr persistent 60\n"
+        "  -> a-very-long-host-name-for-te Masq    1      0          0         \n"
+        "TCP  director.example:http rr\n"
+        "  -> director.example:http-alt    Masq    1      0          0         \n"
+        "  -> a-very-long-host-name-for-te Masq    1      0          0         \n"
+        "TCP  director.example:81 rr\n"
+        "  -> 198.51.100.7:tcpmux          Local   1      0          0         \n"
+        "UDP  director.example:domain rr\n"
+        "  -> a-very-long-host-name-for-te Masq    1      0          0         \n"
+        "TCP  [v6dir.example]:http rr\n"
+        "  -> [v6dir.example]:http-alt     Masq    1      0          0         \n")
+
+
+def test_fwmark_real_servers_keep_port_numbers_and_long_names_are_cut():
+    table = {
+        ServiceKey(family=AF4, fwmark=5): Service(
+            settings=ServiceSettings(scheduler="rr"),
+            destinations={dest("192.0.2.10", 80): DestinationSettings()}),
+        key("198.51.100.1", 8080): Service(settings=ServiceSettings(scheduler="rr")),
+    }
+    lines = listing(table, version="1.2.1", size=4096, names=FakeNames()).splitlines()
+    assert lines[3] == "TCP  a-very-long-host-name-for-te rr"  # cut at 33 characters
+    assert lines[5].startswith("  -> director.example:80 ")
+
+
+# ------------------------------------------------------------------ --daemon, --timeout
+
+def test_sync_daemons_master_first_with_the_kernels_fields():
+    """Captured from ipvsadm 1.31 -L --daemon."""
+    daemons = [
+        SyncDaemon(SyncState.BACKUP, "d1", sync_id=7, maxlen=1024, port=9000, ttl=3,
+                   group=ipaddress.ip_address("239.1.2.3")),
+        SyncDaemon(SyncState.MASTER, "d0", sync_id=0, maxlen=1452, port=8848, ttl=1,
+                   group=ipaddress.ip_address("ff02::1234")),
+    ]
+    assert sync_daemons_text(daemons) == (
+        "master sync daemon (mcast=d0, syncid=0, maxlen=1452, group=ff02::1234, port=8848, "
+        "ttl=1)\n"
+        "backup sync daemon (mcast=d1, syncid=7, maxlen=1024, group=239.1.2.3, port=9000, "
+        "ttl=3)\n")
+    assert sync_daemons_text([]) == ""
+    # fields an older kernel does not report are left out, as ipvsadm does
+    assert sync_daemons_text([SyncDaemon(SyncState.MASTER, "eth0", sync_id=3)]) == (
+        "master sync daemon (mcast=eth0, syncid=3)\n")
+
+
+def test_timeouts():
+    assert timeouts_text(Timeouts(tcp=900, tcp_fin=120, udp=300)) == (
+        "Timeout (tcp tcpfin udp): 900 120 300\n")
+
+
+# ------------------------------------------------------------------ --health
+
+def test_health_columns():
+    svc = key("192.0.2.10", 80)
+    table = {svc: Service(settings=ServiceSettings(scheduler="rr"), destinations={
+        dest("198.51.100.1", 80): DestinationSettings(),
+        dest("198.51.100.2", 80): DestinationSettings(weight=0),
+        dest("198.51.100.3", 80): DestinationSettings(),
+        dest("198.51.100.4", 80): DestinationSettings(),
+    })}
+    health = {svc: {
+        dest("198.51.100.1", 80): Health(HealthState.UP, "HTTP 200 in 3 ms"),
+        dest("198.51.100.2", 80): Health(HealthState.DRAIN, "HTTP 200 in 2 ms"),
+        dest("198.51.100.3", 80): Health(HealthState.DOWN, "connect: Connection refused\n"
+                                         + "x" * 100),
+    }}
+    assert listing(table, version="1.2.1", size=4096, health=health).splitlines()[2:] == [
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health Reason",
+        "TCP  192.0.2.10:80 rr",
+        "  -> 198.51.100.1:80              Route   1      0          0          UP     "
+        "HTTP 200 in 3 ms",
+        "  -> 198.51.100.2:80              Route   0      0          0          DRAIN  "
+        "HTTP 200 in 2 ms",
+        "  -> 198.51.100.3:80              Route   1      0          0          DOWN   "
+        "connect: Connection refused xxxxxxxxxxxxxxxxx...",
+        "  -> 198.51.100.4:80              Route   1      0          0          ?",
+    ]
+
+
+def test_short_reason():
+    assert short_reason("  two\nlines  ") == "two lines"
+    assert short_reason("a" * 48) == "a" * 48
+    assert short_reason("a" * 49) == "a" * 45 + "..."
