@@ -43,8 +43,10 @@ test-netns: venv deps
 test-kernel: venv deps
 	$(SUDO) $(BIN)/python tests/kernel/uml.py
 
-bench: venv
+# Host benchmarks, then the kernel ones (ours vs ipvsadm-restore) in the UML guest.
+bench: venv deps
 	$(BIN)/python -m pytest tests/bench -s -q
+	$(SUDO) $(BIN)/python tests/kernel/uml.py tests/bench/test_kernel_bench.py -s -v
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,6 +1,9 @@
-"""The kernel's IPVS table through generic netlink (pyroute2's `IPVS` socket).
+"""The kernel's IPVS table through generic netlink.
 
-Reads the whole table into a `Table` and applies `Operation`s one request each.
+Reads the whole table into a `Table` through pyroute2's `IPVS` socket. `apply` sends
+one `Operation` as one pyroute2 request and waits for its answer; `apply_all` encodes
+the requests itself (`director.ipvs.genl_codec`) and sends hundreds per system call on
+a raw generic netlink socket of its own (see `_BatchWriter`), with the same results.
 Every request carries the full object: the kernel's SET commands replace every
 field, so a field left out would be reset, not kept. (pyroute2's "update" command
 is a DELETE in 0.9.7 and is never used.)
@@ -8,17 +11,21 @@ is a DELETE in 0.9.7 and is never used.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroute2 import IPVS, IPVSDest, IPVSService
 from pyroute2.netlink.exceptions import NetlinkError
 
+from director.ipvs import backend as backend_module
+from director.ipvs import genl_codec
 from director.ipvs.backend import (
     Backend,
     IpvsError,
@@ -31,10 +38,8 @@ from director.ipvs.table import (
     Counters,
     DestinationKey,
     DestinationSettings,
-    Forwarding,
     Operation,
     OperationKind,
-    Protocol,
     Service,
     ServiceKey,
     ServiceSettings,
@@ -45,10 +50,11 @@ from director.ipvs.table import (
     TunnelType,
 )
 
-# IP_VS_SVC_F_* service flags
-PERSISTENT, HASHED, ONE_PACKET = 0x1, 0x2, 0x4
-SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3 = 0x8, 0x10, 0x20
-ALL_FLAGS = 0xFFFF
+# Flag bits and codes are the codec's; the names below decode what the kernel reports.
+PERSISTENT, HASHED, ONE_PACKET = genl_codec.PERSISTENT, genl_codec.HASHED, genl_codec.ONE_PACKET
+SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3 = (
+    genl_codec.SCHED_FLAG_1, genl_codec.SCHED_FLAG_2, genl_codec.SCHED_FLAG_3)
+ALL_FLAGS = genl_codec.ALL_FLAGS
 
 # Scheduler flag names as ipvsadm prints them: sh and mh name the first two flags.
 _SCHED_FLAG_NAMES: dict[str, dict[int, str]] = {
@@ -56,44 +62,43 @@ _SCHED_FLAG_NAMES: dict[str, dict[int, str]] = {
     "mh": {SCHED_FLAG_1: "mh-fallback", SCHED_FLAG_2: "mh-port", SCHED_FLAG_3: "flag-3"},
 }
 _GENERIC_FLAG_NAMES = {SCHED_FLAG_1: "flag-1", SCHED_FLAG_2: "flag-2", SCHED_FLAG_3: "flag-3"}
-_SCHED_FLAG_BITS = {
-    "flag-1": SCHED_FLAG_1, "flag-2": SCHED_FLAG_2, "flag-3": SCHED_FLAG_3,
-    "sh-fallback": SCHED_FLAG_1, "sh-port": SCHED_FLAG_2,
-    "mh-fallback": SCHED_FLAG_1, "mh-port": SCHED_FLAG_2,
-}
 
-# IP_VS_CONN_F_* forwarding methods (the low bits of the destination's conn flags)
-_FORWARDING_CODES = {Forwarding.NAT: 0, Forwarding.TUN: 2, Forwarding.DR: 3}
-_FORWARDING_BY_CODE = {code: fwd for fwd, code in _FORWARDING_CODES.items()}
+_FORWARDING_BY_CODE = {code: fwd for fwd, code in genl_codec.FORWARDING_CODES.items()}
 _FWD_MASK = 0x7
-
-# IP_VS_CONN_F_TUNNEL_TYPE_* and IP_VS_TUNNEL_ENCAP_FLAG_*
-_TUNNEL_TYPE_CODES = {TunnelType.IPIP: 0, TunnelType.GUE: 1, TunnelType.GRE: 2}
-_TUNNEL_TYPE_BY_CODE = {code: kind for kind, code in _TUNNEL_TYPE_CODES.items()}
-_TUNNEL_CSUM_CODES = {"nocsum": 0, "csum": 1, "remcsum": 2}
-_TUNNEL_CSUM_BY_CODE = {code: name for name, code in _TUNNEL_CSUM_CODES.items()}
-
-_PROTOCOL_NUMBERS = {
-    Protocol.TCP: socket.IPPROTO_TCP,
-    Protocol.UDP: socket.IPPROTO_UDP,
-    Protocol.SCTP: socket.IPPROTO_SCTP,
-}
-_PROTOCOL_BY_NUMBER = {number: proto for proto, number in _PROTOCOL_NUMBERS.items()}
-
-_FULL_PREFIX = {socket.AF_INET: 32, socket.AF_INET6: 128}
+_TUNNEL_TYPE_BY_CODE = {code: kind for kind, code in genl_codec.TUNNEL_TYPE_CODES.items()}
+_TUNNEL_CSUM_BY_CODE = {code: name for name, code in genl_codec.TUNNEL_CSUM_CODES.items()}
+_PROTOCOL_BY_NUMBER = {number: proto for proto, number in genl_codec.PROTOCOL_NUMBERS.items()}
 
 
-# ------------------------------------------------------------------ encoding
+# ------------------------------------------------------------------ encoding (pyroute2)
+# The field values come from the codec, so both write paths refuse the same requests.
 
-def _netmask_attr(family: int, prefix: int | None) -> str:
-    """IPVS_SVC_ATTR_NETMASK as pyroute2 sends it (typed as an IPv4 address)."""
-    if prefix is None:
-        prefix = _FULL_PREFIX[family]
-    if family == socket.AF_INET:
-        return str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask)
-    # IPv6 services: the kernel reads a prefix length as a host-order u32.
-    return socket.inet_ntoa(struct.pack("=I", prefix))
+def _service_key_request(key: ServiceKey) -> IPVSService:
+    return IPVSService(**genl_codec.service_key_fields(key))
 
+
+def _service_request(key: ServiceKey, settings: ServiceSettings | None) -> IPVSService:
+    return IPVSService(**genl_codec.service_fields(key, settings))
+
+
+def _destination_request(
+    key: DestinationKey, settings: DestinationSettings | None = None
+) -> IPVSDest:
+    return IPVSDest(**genl_codec.destination_fields(key, settings))
+
+
+def _local_refusal(op: Operation, error: Exception) -> IpvsError:
+    """The refusal of a request that never reached the kernel (it could not be built)."""
+    if isinstance(error, (struct.error, OverflowError)):
+        # A number does not fit its netlink field.
+        return IpvsError.refused(
+            op, errno.ERANGE, f"a value does not fit the kernel's field ({error})")
+    # Refused before asking the kernel, with the errno the kernel gives for a malformed
+    # request (as the memory backend does).
+    return IpvsError.refused(op, errno.EINVAL, str(error))
+
+
+# ------------------------------------------------------------------ decoding
 
 def _netmask_prefix(family: int, value: str | None) -> int | None:
     """The persistence netmask as a prefix length."""
@@ -103,68 +108,6 @@ def _netmask_prefix(family: int, value: str | None) -> int | None:
         return ipaddress.IPv4Network(f"0.0.0.0/{value}").prefixlen
     return struct.unpack("=I", socket.inet_aton(value))[0]
 
-
-def _service_key_fields(key: ServiceKey) -> dict[str, Any]:
-    if key.fwmark:
-        return {"fwmark": key.fwmark, "af": key.family}
-    if key.protocol is None or key.address is None:
-        raise ValueError(f"service key without protocol or address: {key!r}")
-    return {
-        "af": key.family,
-        "protocol": _PROTOCOL_NUMBERS[key.protocol],
-        "addr": str(key.address),
-        "port": key.port,
-    }
-
-
-def _service_request(key: ServiceKey, settings: ServiceSettings | None) -> IPVSService:
-    if settings is None:
-        raise ValueError("no service settings given")
-    unknown = sorted(settings.sched_flags - _SCHED_FLAG_BITS.keys())
-    if unknown:
-        raise ValueError(f"unknown scheduler flags {', '.join(unknown)}")
-    flags = 0
-    for name in settings.sched_flags:
-        flags |= _SCHED_FLAG_BITS[name]
-    if settings.persistence_timeout is not None:
-        flags |= PERSISTENT
-    if settings.one_packet:
-        flags |= ONE_PACKET
-    fields = _service_key_fields(key)
-    fields.update(
-        sched_name=settings.scheduler,
-        flags={"flags": flags, "mask": ALL_FLAGS},
-        timeout=settings.persistence_timeout or 0,
-        netmask=_netmask_attr(key.family, settings.persistence_netmask),
-    )
-    if settings.persistence_engine:
-        fields["pe_name"] = settings.persistence_engine
-    return IPVSService(**fields)
-
-
-def _destination_request(
-    key: DestinationKey, settings: DestinationSettings | None = None
-) -> IPVSDest:
-    if settings is None:  # a delete: the kernel looks at the address and port only
-        return IPVSDest(addr=str(key.address), port=key.port)
-    # Tunnel fields that do not apply to the forwarding method are not sent, so the
-    # kernel holds what a dump reports.
-    settings = kernel_destination_settings(settings)
-    return IPVSDest(
-        addr=str(key.address),
-        port=key.port,
-        fwd_method=_FORWARDING_CODES[settings.forwarding],
-        weight=settings.weight,
-        u_thresh=settings.upper_threshold,
-        l_thresh=settings.lower_threshold,
-        tun_type=_TUNNEL_TYPE_CODES[settings.tunnel_type],
-        # pyroute2 types the tunnel port as a host-order u16; the kernel wants be16.
-        tun_port=socket.htons(settings.tunnel_port),
-        tun_flags=_TUNNEL_CSUM_CODES[settings.tunnel_checksum],
-    )
-
-
-# ------------------------------------------------------------------ decoding
 
 def _service_from_attrs(attrs: Any) -> tuple[ServiceKey, ServiceSettings]:
     family = attrs.get("IPVS_SVC_ATTR_AF")
@@ -252,7 +195,239 @@ def _counters(attrs: Any, name: str) -> Counters:
     return Counters(**values)
 
 
+# ------------------------------------------------------------------ batched writing
+
+@dataclass
+class WriteStats:
+    """What `NetlinkBackend.apply_all` did: operations given, requests sent, and the
+    system calls it took."""
+
+    operations: int = 0
+    requests: int = 0
+    sends: int = 0
+    receives: int = 0
+
+
+def _open_genl_socket(netns: str | None) -> socket.socket:
+    """A raw NETLINK_GENERIC socket, made inside `netns` (its IPVS table is the one the
+    requests change); never creates the namespace."""
+    try:
+        if netns:
+            from pyroute2 import netns as pyroute2_netns
+
+            sock = pyroute2_netns.create_socket(
+                netns, socket.AF_NETLINK, socket.SOCK_RAW, genl_codec.NETLINK_GENERIC, flags=0)
+        else:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, genl_codec.NETLINK_GENERIC)
+        sock.bind((0, 0))
+    except OSError as error:
+        where = f" in network namespace {netns!r}" if netns else ""
+        code = error.errno or 0
+        raise IpvsError(f"cannot open a generic netlink socket{where}: {error}",
+                        None, code) from error
+    return sock
+
+
+def _add_is_conclusive(op: Operation) -> bool:
+    """Whether the kernel, when this ADD_SERVICE fails for any reason but "exists",
+    has no such service: it looks the service up (and answers EEXIST) unless the
+    request is malformed, and the codec's requests are malformed only by names too
+    long for the kernel's attribute policy (15 bytes for a scheduler)."""
+    settings = op.service_settings
+    if settings is None:
+        return False
+    for name in (settings.scheduler, settings.persistence_engine or ""):
+        encoded = name.encode("utf-8", "replace")
+        if len(encoded) > 14 or b"\0" in encoded:
+            return False
+    return True
+
+
+class _Batch:
+    """The requests encoded but not sent yet."""
+
+    __slots__ = ("adds", "buffer", "indexes", "last_offset")
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.indexes: dict[int, int] = {}  # seq -> index of the operation
+        self.adds: set[ServiceKey] = set()  # services an ADD_SERVICE in here creates
+        self.last_offset = 0
+
+
+class _BatchWriter:
+    """Sends many IPVS requests per `send()` on a raw generic netlink socket.
+
+    The kernel handles a netlink buffer inside the `send()` call, every message in
+    order, and queues its answers on this socket before `send()` returns. A request
+    without NLM_F_ACK is answered only if it fails; the last request of each buffer
+    carries NLM_F_ACK, so its answer says the whole buffer was handled (the answers
+    of the ones before it are queued ahead of it). Answers are never lost: a buffer
+    holds at most as many requests as answers fit in the socket's receive buffer
+    (`ANSWER_TRUESIZE` each, the kernel's memory cost of an answer, with the error
+    answers kept short by NETLINK_CAP_ACK), and it is read empty after each buffer.
+    Should the kernel drop answers anyway (ENOBUFS), the outcome of that buffer is
+    unknown, and `IpvsError` (with no operation) says to read the table again.
+    """
+
+    MAX_REQUESTS = 1024  # per send()
+    MAX_BYTES = 256 * 1024
+    BUFFER_SIZE = 4 * 1024 * 1024  # asked for SO_SNDBUF and SO_RCVBUF
+    ANSWER_TRUESIZE = 2048
+    TIMEOUT = 60.0
+
+    def __init__(self, sock: socket.socket, family_id: int, *, ack_each: bool = False,
+                 max_requests: int | None = None) -> None:
+        self.sock = sock
+        self.family_id = family_id
+        self.ack_each = ack_each
+        self.pid = sock.getsockname()[0]
+        self._seq = 0
+        self._receive_buffer = bytearray(64 * 1024)
+        # Error answers without a copy of the request (older kernels copy it: an
+        # answer still costs less than ANSWER_TRUESIZE).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(genl_codec.SOL_NETLINK, genl_codec.NETLINK_CAP_ACK, 1)
+        rcvbuf = self._grow(socket.SO_RCVBUF, 33)  # SO_RCVBUFFORCE
+        sndbuf = self._grow(socket.SO_SNDBUF, 32)  # SO_SNDBUFFORCE
+        self.max_requests = max(1, min(max_requests or self.MAX_REQUESTS,
+                                       rcvbuf // self.ANSWER_TRUESIZE))
+        # netlink refuses a message longer than the send buffer less 32 bytes.
+        self.max_bytes = max(1024, min(self.MAX_BYTES, sndbuf - 1024))
+        sock.settimeout(self.TIMEOUT)
+
+    def _grow(self, option: int, force_option: int) -> int:
+        """Set a socket buffer size (beyond the sysctl limit when allowed: IPVS needs
+        CAP_NET_ADMIN anyway); the size the kernel granted."""
+        for name in (force_option, option):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, name, self.BUFFER_SIZE)
+                break
+            except OSError:
+                continue
+        return self.sock.getsockopt(socket.SOL_SOCKET, option)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        return self._seq
+
+    def write(self, ops: list[Operation], stats: WriteStats) -> list[IpvsError | None]:
+        """Send `ops` in order; the refusal of each (None: applied, or not sent because
+        adding its service failed before it)."""
+        stats.operations += len(ops)
+        outcomes: list[IpvsError | None] = [None] * len(ops)
+        # Services whose ADD_SERVICE failed (not by existing): nothing more is sent for
+        # them, as `apply_all` does not attempt those operations.
+        failed_adds: set[ServiceKey] = set()
+        batch = _Batch()
+        add = OperationKind.ADD_SERVICE
+        for index, op in enumerate(ops):
+            if op.service in failed_adds:
+                continue
+            if op.kind is add and op.service in batch.adds:
+                # A second add of one service: its outcome depends on the first one's.
+                self._flush(batch, ops, outcomes, failed_adds, stats)
+                batch = _Batch()
+                if op.service in failed_adds:
+                    continue
+            try:
+                command, flags, attrs = genl_codec.payload(op)
+            except (struct.error, OverflowError, ValueError) as error:
+                outcomes[index] = _local_refusal(op, error)
+                if op.kind is add:
+                    failed_adds.add(op.service)
+                continue
+            except BaseException:
+                self._flush(batch, ops, outcomes, failed_adds, stats)
+                raise
+            if not self.ack_each:
+                flags &= ~genl_codec.NLM_F_ACK
+            seq = self._next_seq()
+            message = genl_codec.message(self.family_id, seq, command, flags, attrs, self.pid)
+            if batch.indexes and (len(batch.indexes) >= self.max_requests
+                                  or len(batch.buffer) + len(message) > self.max_bytes):
+                self._flush(batch, ops, outcomes, failed_adds, stats)
+                batch = _Batch()
+            batch.last_offset = len(batch.buffer)
+            batch.buffer += message
+            batch.indexes[seq] = index
+            if op.kind is add:
+                batch.adds.add(op.service)
+                if not _add_is_conclusive(op):
+                    # Its failure would not prove the service absent: send nothing more
+                    # on it before its answer.
+                    self._flush(batch, ops, outcomes, failed_adds, stats)
+                    batch = _Batch()
+        self._flush(batch, ops, outcomes, failed_adds, stats)
+        return outcomes
+
+    def _flush(self, batch: _Batch, ops: list[Operation], outcomes: list[IpvsError | None],
+               failed_adds: set[ServiceKey], stats: WriteStats) -> None:
+        if not batch.indexes:
+            return
+        buffer = batch.buffer
+        last_seq = next(reversed(batch.indexes))
+        flags_at = batch.last_offset + 6  # nlmsghdr: len u32, type u16, flags u16
+        flags = int.from_bytes(buffer[flags_at:flags_at + 2], "little")
+        buffer[flags_at:flags_at + 2] = (flags | genl_codec.NLM_F_ACK).to_bytes(2, "little")
+        try:
+            self.sock.send(buffer)
+            stats.sends += 1
+            stats.requests += len(batch.indexes)
+            done = False
+            while not done:
+                size = self.sock.recv_into(self._receive_buffer)
+                stats.receives += 1
+                for seq, code in genl_codec.parse_acks(memoryview(self._receive_buffer)[:size]):
+                    index = batch.indexes.get(seq)
+                    if index is None:
+                        continue  # an answer to an earlier, abandoned batch
+                    if code:
+                        op = ops[index]
+                        outcomes[index] = IpvsError.refused(op, code)
+                        if op.kind is OperationKind.ADD_SERVICE and code != errno.EEXIST:
+                            failed_adds.add(op.service)
+                    if seq == last_seq:
+                        done = True
+        except (OSError, ValueError) as error:
+            code = getattr(error, "errno", None) or errno.EIO
+            raise IpvsError(
+                f"IPVS requests went unanswered ({len(batch.indexes)} sent together: "
+                f"{error}); their outcome is unknown, read the table again", None, code,
+            ) from error
+
+
+class _Replay:
+    """Answers `backend.apply_all`'s `apply` calls with outcomes already known, so the
+    batched path reports through the very same contract code."""
+
+    def __init__(self, ops: list[Operation], outcomes: list[IpvsError | None]) -> None:
+        self._ops = ops
+        self._outcomes = outcomes
+        self._next = 0
+
+    def apply(self, op: Operation) -> None:
+        # apply_all calls back in list order, skipping some: find this very object.
+        while self._ops[self._next] is not op:
+            self._next += 1
+        outcome = self._outcomes[self._next]
+        self._next += 1
+        if outcome is not None:
+            raise outcome
+
+
 # ------------------------------------------------------------------ the backend
+
+S = TypeVar("S")
+D = TypeVar("D")
+
+
+def _nothing(_attrs: Any) -> None:
+    return None
+
 
 class NetlinkBackend(Backend):
     """The IPVS table of one network namespace (None: this process's), through netlink."""
@@ -260,6 +435,9 @@ class NetlinkBackend(Backend):
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
         self._socket: IPVS | None = None
+        self._writer: _BatchWriter | None = None
+        # What `apply_all` did so far (benchmarks and tests read it).
+        self.write_stats = WriteStats()
 
     def _ipvs(self) -> IPVS:
         if self._socket is None:
@@ -274,6 +452,9 @@ class NetlinkBackend(Backend):
         return self._socket
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -286,22 +467,27 @@ class NetlinkBackend(Backend):
 
     # --------------------------------------------------------------- reading
 
-    def _dump_raw(self) -> list[tuple[ServiceKey, ServiceSettings, Any, list[Any]]]:
+    def _dump_raw(
+        self, service_value: Callable[[Any], S], dest_value: Callable[[Any], D],
+    ) -> list[tuple[ServiceKey, ServiceSettings, S, list[D]]]:
+        """Every service with `service_value(attributes)` and `dest_value(attributes)`
+        of each real server. pyroute2's messages are let go at once: holding a table's
+        worth of them (21,000) takes gigabytes."""
         ipvs = self._ipvs()
         try:
             result = []
             for message in ipvs.service("dump"):
                 attrs = message.get("IPVS_CMD_ATTR_SERVICE")
                 key, settings = _service_from_attrs(attrs)
-                request = IPVSService(**_service_key_fields(key))
+                request = _service_key_request(key)
                 try:
                     replies = ipvs.dest("dump", request)
                 except NetlinkError as error:
                     if error.code == errno.ESRCH:  # deleted since the service dump
                         continue
                     raise
-                dests = [m.get("IPVS_CMD_ATTR_DEST") for m in replies]
-                result.append((key, settings, attrs, dests))
+                dests = [dest_value(m.get("IPVS_CMD_ATTR_DEST")) for m in replies]
+                result.append((key, settings, service_value(attrs), dests))
             return result
         except NetlinkError as error:
             raise IpvsError(
@@ -311,22 +497,23 @@ class NetlinkBackend(Backend):
 
     def dump(self) -> Table:
         table: Table = {}
-        for key, settings, _, dests in self._dump_raw():
-            destinations = dict(_destination_from_attrs(attrs) for attrs in dests)
-            table[key] = Service(settings=settings, destinations=destinations)
+        for key, settings, _, dests in self._dump_raw(_nothing, _destination_from_attrs):
+            table[key] = Service(settings=settings, destinations=dict(dests))
         return table
 
     def stats(self) -> dict[ServiceKey, ServiceStats]:
         """Counters of every service and real server (the kernel folds them every 2 s)."""
         result: dict[ServiceKey, ServiceStats] = {}
-        for key, _settings, attrs, dests in self._dump_raw():
-            result[key] = ServiceStats(
-                service=_counters(attrs, "IPVS_SVC_ATTR_STATS64"),
-                destinations={
-                    _destination_from_attrs(d)[0]: _counters(d, "IPVS_DEST_ATTR_STATS64")
-                    for d in dests
-                },
-            )
+
+        def service_counters(attrs: Any) -> Counters:
+            return _counters(attrs, "IPVS_SVC_ATTR_STATS64")
+
+        def dest_counters(attrs: Any) -> tuple[DestinationKey, Counters]:
+            return (_destination_from_attrs(attrs)[0],
+                    _counters(attrs, "IPVS_DEST_ATTR_STATS64"))
+
+        for key, _settings, counters, dests in self._dump_raw(service_counters, dest_counters):
+            result[key] = ServiceStats(service=counters, destinations=dict(dests))
         return result
 
     # --------------------------------------------------------------- writing
@@ -340,11 +527,11 @@ class NetlinkBackend(Backend):
             elif kind is OperationKind.EDIT_SERVICE:
                 ipvs.service("set", service=_service_request(op.service, op.service_settings))
             elif kind is OperationKind.DELETE_SERVICE:
-                ipvs.service("del", service=IPVSService(**_service_key_fields(op.service)))
+                ipvs.service("del", service=_service_key_request(op.service))
             else:
                 if op.destination is None:
                     raise ValueError("no real server given")
-                service = IPVSService(**_service_key_fields(op.service))
+                service = _service_key_request(op.service)
                 if kind is OperationKind.DELETE_DESTINATION:
                     dest = _destination_request(op.destination)
                     command = "del"
@@ -356,14 +543,28 @@ class NetlinkBackend(Backend):
                 ipvs.dest(command, service=service, dest=dest)
         except NetlinkError as error:
             raise IpvsError.refused(op, error.code) from error
-        except (struct.error, OverflowError) as error:
-            # pyroute2 could not pack a number into its netlink field.
-            raise IpvsError.refused(
-                op, errno.ERANGE, f"a value does not fit the kernel's field ({error})") from error
-        except ValueError as error:
-            # Refused before asking the kernel, with the errno the kernel gives for a
-            # malformed request (as the memory backend does).
-            raise IpvsError.refused(op, errno.EINVAL, str(error)) from error
+        except (struct.error, OverflowError, ValueError) as error:
+            raise _local_refusal(op, error) from error
+
+    def apply_all(self, ops: Iterable[Operation]) -> list[IpvsError]:
+        """`backend.apply_all`'s contract and results (the same errors, in the same
+        order, with the same messages), many requests per system call."""
+        ops = list(ops)
+        if not ops:
+            return []
+        try:
+            writer = self._batch_writer()
+        except IpvsError:
+            # No IPVS here: the one-at-a-time path reports it for each operation.
+            return backend_module.apply_all(self, ops)
+        outcomes = writer.write(ops, self.write_stats)
+        return backend_module.apply_all(_Replay(ops, outcomes), ops)
+
+    def _batch_writer(self) -> _BatchWriter:
+        if self._writer is None:
+            family_id = self._ipvs().prid  # the IPVS family's id, resolved by pyroute2
+            self._writer = _BatchWriter(_open_genl_socket(self.netns), family_id)
+        return self._writer
 
     # ------------------------------------------------ sync daemons and timeouts
     # The requests are in `director.ipvs.netlink_sync` (pyroute2 has no message
@@ -396,14 +597,11 @@ def connection_counts(
     backend: NetlinkBackend,
 ) -> dict[ServiceKey, dict[DestinationKey, ConnectionCounts]]:
     """Per service and real server: the kernel's current connection counts."""
-    result: dict[ServiceKey, dict[DestinationKey, ConnectionCounts]] = {}
-    for key, _settings, _attrs, dests in backend._dump_raw():
-        result[key] = {
-            _destination_from_attrs(d)[0]: ConnectionCounts(
-                active=d.get("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
-                inactive=d.get("IPVS_DEST_ATTR_INACT_CONNS") or 0,
-                persistent=d.get("IPVS_DEST_ATTR_PERSIST_CONNS") or 0,
-            )
-            for d in dests
-        }
-    return result
+    def counts(d: Any) -> tuple[DestinationKey, ConnectionCounts]:
+        return _destination_from_attrs(d)[0], ConnectionCounts(
+            active=d.get("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+            inactive=d.get("IPVS_DEST_ATTR_INACT_CONNS") or 0,
+            persistent=d.get("IPVS_DEST_ATTR_PERSIST_CONNS") or 0,
+        )
+
+    return {key: dict(dests) for key, _settings, _, dests in backend._dump_raw(_nothing, counts)}

@@ -1,7 +1,8 @@
 """Reconcile 1,000 virtual services x 20 real servers on the memory backend: from an
 empty table, then a 1% change (200 weights) against the full one. Prints the operation
-counts and the time to compute and to apply them (the kernel figures come from the
-netlink backend in the kernel tier).
+counts and the time to compute and to apply them. The kernel figures (the netlink
+backend against ipvsadm-restore) are in tests/bench/test_kernel_bench.py, which runs in
+the kernel tier's guest.
 
 Run: .venv/bin/python -m pytest tests/bench/test_reconcile_bench.py -s
 """

@@ -566,3 +566,197 @@ def test_memory_backend_agrees_with_the_kernel(backend: NetlinkBackend) -> None:
     for step, op in enumerate(AGREEMENT_STEPS):
         assert (step, outcome(backend, op)) == (step, outcome(memory, op)), op
         assert backend.dump() == memory.dump(), op
+
+
+# ------------------------------------------------------------------ batched apply_all
+# `apply_all` sends many requests per system call (its own codec, its own socket);
+# `backend.apply_all(backend, ops)` is the one-at-a-time pyroute2 path. Both must leave
+# the same table and report the same errors.
+
+def one_at_a_time(netns_name: str, ops: list[Operation]) -> list[IpvsError]:
+    from director.ipvs import backend as backend_module
+
+    with NetlinkBackend(netns_name) as reference:
+        return backend_module.apply_all(reference, ops)
+
+
+def big_table(services: int, reals: int) -> Table:
+    table: Table = {}
+    for i in range(services):
+        if i % 10 == 9:
+            key = ServiceKey(family=AF6 if i % 20 == 19 else AF4, fwmark=1000 + i)
+        elif i % 5 == 4:
+            key = tcp(f"2001:db8::{i:x}", 443)
+        else:
+            key = tcp(f"192.0.2.{i % 250 + 1}", 80 + i // 250,
+                      Protocol.UDP if i % 3 == 0 else Protocol.TCP)
+        persistent = i % 4 == 0
+        settings = ServiceSettings(scheduler=("wrr", "rr", "sh", "wlc")[i % 4],
+                                   persistence_timeout=300 if persistent else None,
+                                   persistence_netmask=(24 if key.family == AF4 else 64)
+                                   if persistent else None)
+        family6 = key.family == AF6
+        table[key] = Service(settings, {
+            dest(f"2001:db8:1::{i:x}:{j:x}" if family6 else f"198.51.{100 + j}.{i % 250 + 1}",
+                 0 if key.fwmark else 8080): DestinationSettings(
+                forwarding=(DR, NAT, TUN)[j % 3], weight=1 + j % 7,
+                upper_threshold=j % 2 * 50, lower_threshold=j % 2 * 5)
+            for j in range(reals)})
+    return table
+
+
+def sorted_rules(netns) -> list[str]:
+    return sorted(netns.rules())
+
+
+def test_apply_all_batches_a_big_table_exactly(make_netns) -> None:
+    batched_ns, reference_ns = make_netns(), make_netns()
+    table = big_table(120, 20)
+    ops = add_ops(table)
+    with NetlinkBackend(batched_ns.name) as backend:
+        assert backend.apply_all(ops) == []
+        stats = backend.write_stats
+        assert backend.dump() == table
+    assert stats.operations == stats.requests == len(ops) == 120 * 21
+    assert stats.sends <= len(ops) // 512 + 2  # hundreds of requests per system call
+    assert stats.receives == stats.sends  # no error answers: one acknowledgement each
+    assert one_at_a_time(reference_ns.name, ops) == []
+    rules = sorted_rules(batched_ns)
+    assert len(rules) == len(ops)
+    assert rules == sorted_rules(reference_ns)
+
+
+def test_apply_all_changes_a_big_table_like_the_one_at_a_time_path(make_netns) -> None:
+    from director.ipvs.reconcile import reconcile
+
+    batched_ns, reference_ns = make_netns(), make_netns()
+    before = big_table(60, 10)
+    after = dict(big_table(70, 10))
+    for key in list(after)[::7]:  # new weights, one real server fewer
+        service = after[key]
+        reals = dict(list(service.destinations.items())[1:])
+        reals = {d: DestinationSettings(s.forwarding, weight=s.weight + 10) for d, s in
+                 reals.items()}
+        after[key] = Service(ServiceSettings(scheduler="lc"), reals)
+    for key in list(after)[3::11]:
+        del after[key]
+    with NetlinkBackend(batched_ns.name) as backend:
+        assert backend.apply_all(add_ops(before)) == []
+        ops = reconcile(after, backend.dump())
+        assert backend.apply_all(ops) == []
+        assert backend.dump() == after
+    assert one_at_a_time(reference_ns.name, add_ops(before)) == []
+    assert one_at_a_time(reference_ns.name, ops) == []
+    assert sorted_rules(batched_ns) == sorted_rules(reference_ns)
+
+
+LONG_SCHEDULER = "a-scheduler-name-too-long"
+
+
+def troubled_ops() -> list[Operation]:
+    """Refusals of every kind in the middle of a run of good operations."""
+    existing, missing, doomed = tcp("192.0.2.1"), tcp("192.0.2.99"), udp("192.0.2.2")
+    twice = tcp("192.0.2.3")
+    a, b, c = dest("198.51.100.1"), dest("198.51.100.2"), dest("198.51.100.3")
+
+    def add_dest(key, real, **kw):
+        return Operation(OperationKind.ADD_DESTINATION, key, destination=real,
+                         destination_settings=DestinationSettings(**kw))
+
+    return [
+        Operation(OperationKind.ADD_SERVICE, existing, ServiceSettings(scheduler="rr")),
+        add_dest(existing, a),
+        # exists: its real servers still go in
+        Operation(OperationKind.ADD_SERVICE, existing, ServiceSettings(scheduler="wrr")),
+        add_dest(existing, b, weight=3),
+        add_dest(existing, b),  # EEXIST
+        add_dest(existing, c, upper_threshold=1, lower_threshold=2),  # ERANGE
+        # unknown scheduler: the three after it are not attempted
+        Operation(OperationKind.ADD_SERVICE, doomed, ServiceSettings(scheduler="nosuch")),
+        add_dest(doomed, a),
+        Operation(OperationKind.EDIT_SERVICE, doomed, ServiceSettings()),
+        Operation(OperationKind.ADD_SERVICE, doomed, ServiceSettings(scheduler="rr")),
+        Operation(OperationKind.DELETE_DESTINATION, existing, destination=c),  # ENOENT
+        Operation(OperationKind.EDIT_SERVICE, missing, ServiceSettings()),  # ESRCH
+        add_dest(missing, a),  # ESRCH
+        # refused before the kernel: unknown flag (an add: the next is not attempted),
+        # a port that does not fit
+        Operation(OperationKind.ADD_SERVICE, tcp("192.0.2.4"),
+                  ServiceSettings(sched_flags=frozenset({"odd"}))),
+        add_dest(tcp("192.0.2.4"), a),
+        add_dest(existing, dest("198.51.100.9", 70000)),
+        # a name the kernel's policy refuses, on a service that exists: the request is
+        # malformed (EINVAL, not "exists"), so the three operations on the service
+        # after it are not attempted
+        Operation(OperationKind.ADD_SERVICE, existing, ServiceSettings(
+            scheduler=LONG_SCHEDULER)),
+        add_dest(existing, dest("198.51.100.7")),
+        # the same service added twice in a row, then used
+        Operation(OperationKind.ADD_SERVICE, twice, ServiceSettings(scheduler="rr")),
+        Operation(OperationKind.ADD_SERVICE, twice, ServiceSettings(scheduler="wrr")),
+        add_dest(twice, a, weight=5),
+        Operation(OperationKind.EDIT_DESTINATION, twice, destination=a,
+                  destination_settings=DestinationSettings(weight=6)),
+        Operation(OperationKind.EDIT_DESTINATION, twice, destination=b,
+                  destination_settings=DestinationSettings()),  # ENOENT
+        Operation(OperationKind.DELETE_SERVICE, missing),  # ESRCH
+        add_dest(existing, dest("198.51.100.8"), weight=-1),  # ERANGE
+        Operation(OperationKind.DELETE_DESTINATION, existing, destination=a),
+    ]
+
+
+def error_report(errors: list[IpvsError]) -> list[tuple]:
+    return [(e.op, e.code, e.message) for e in errors]
+
+
+@pytest.mark.parametrize(("max_requests", "ack_each"),
+                         [(1024, False), (3, False), (1, False), (5, True)],
+                         ids=["one-buffer", "three-per-send", "one-per-send", "ack-each"])
+def test_apply_all_refusals_match_the_one_at_a_time_path(
+    make_netns, max_requests: int, ack_each: bool
+) -> None:
+    from director.ipvs.netlink import _BatchWriter, _open_genl_socket
+
+    batched_ns, reference_ns = make_netns(), make_netns()
+    ops = troubled_ops()
+    expected = one_at_a_time(reference_ns.name, ops)
+    with NetlinkBackend(batched_ns.name) as backend:
+        backend._writer = _BatchWriter(_open_genl_socket(batched_ns.name), backend._ipvs().prid,
+                                       ack_each=ack_each, max_requests=max_requests)
+        errors = backend.apply_all(ops)
+        stats = backend.write_stats
+    assert error_report(errors) == error_report(expected)
+    assert sorted_rules(batched_ns) == sorted_rules(reference_ns)
+    # the operations skipped after a failed add are not sent at all
+    assert stats.requests < len(ops)
+    codes = [(e.op.kind, e.code) for e in errors]
+    assert (OperationKind.ADD_SERVICE, errno.ENOENT) in codes
+    assert any("3 further operations on it not attempted" in e.message for e in errors)
+    assert any(e.op.service_settings and e.op.service_settings.scheduler == LONG_SCHEDULER
+               and "3 further operations on it not attempted" in e.message for e in errors)
+    assert "198.51.100.7:80" not in "\n".join(batched_ns.rules())
+
+
+def test_a_buffer_of_refusals_loses_no_answer(netns, backend: NetlinkBackend) -> None:
+    install(backend, {tcp(): Service(ServiceSettings(scheduler="rr"))})
+    missing = [Operation(OperationKind.DELETE_DESTINATION, tcp(),
+                         destination=dest(f"198.51.{100 + i // 250}.{i % 250 + 1}"))
+               for i in range(3000)]
+    before = backend.write_stats.sends
+    errors = backend.apply_all(missing)
+    assert [e.op for e in errors] == missing
+    assert {e.code for e in errors} == {errno.ENOENT}
+    # every refusal is one answer: the buffers were no bigger than the socket holds
+    writer = backend._writer
+    assert writer is not None and writer.max_requests >= 64
+    assert backend.write_stats.sends - before == -(-3000 // writer.max_requests)
+
+
+def test_apply_all_in_two_backends_of_one_namespace(netns) -> None:
+    """Each backend has its own socket and sequence numbers."""
+    with NetlinkBackend(netns.name) as first, NetlinkBackend(netns.name) as second:
+        assert first.apply_all(add_ops({tcp(): Service(ServiceSettings())})) == []
+        errors = second.apply_all(add_ops({tcp(): Service(ServiceSettings())}))
+        assert [e.code for e in errors] == [errno.EEXIST]
+        assert second.apply_all(add_ops({udp(): Service(ServiceSettings())})) == []
+    assert sorted(netns.listing()) == ["TCP 192.0.2.10:80", "UDP 192.0.2.10:53"]
