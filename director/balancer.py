@@ -8,8 +8,14 @@ become the kernel's IPVS table and follow the health checks.
 - each virtual server has a `pool.QuorumState`; quorum and sorry-server changes and the
   real servers' notify scripts run through `director.notify.ScriptRunner`;
 - after every change (coalesced: at most one pass per `MIN_RECONCILE_INTERVAL`) the
-  wanted table is `pool.desired_table(...)` and `reconcile(desired, backend.dump(),
-  owned)` gives the few operations that make the kernel follow;
+  wanted table is `pool.desired_table(...)` and `reconcile(desired, actual, owned)`
+  gives the few operations that make the kernel follow, applied in batches. `actual` is
+  the table the last pass left (reading 20,000 real servers back from the kernel costs
+  far more than the change itself); it is read from the kernel again at start, after
+  any refused or held operation, and every `RESYNC_INTERVAL` seconds, so a change made
+  behind the director's back is noticed and undone;
+- backend calls are awaited off the loop (`ThreadedBackend`), so reading or writing a
+  big table never delays the checks;
 - the state directory holds ``status.json`` (rewritten on every change and every
   `STATUS_INTERVAL` seconds), ``drains.json`` (polled every `DRAIN_POLL_INTERVAL`
   seconds; drains apply at once) and ``owned.json`` (the services this director made,
@@ -92,6 +98,7 @@ RAMP_INTERVAL = 1.0            # slow start: weights are recomputed this often
 PROVISIONAL_INTERVAL = 0.5     # adopted alpha servers: how often to look for a verdict
 RETRY_FIRST = 5.0              # a refused operation is retried after this long ...
 RETRY_MAX = 300.0              # ... doubling up to this
+RESYNC_INTERVAL = 30.0         # the kernel's table is read again at least this often
 
 
 class Scripts(Protocol):
@@ -132,6 +139,11 @@ class ThreadedBackend:
 
     def _call(self, name: str, *args: Any) -> Any:
         return self._executor.submit(getattr(self._backend, name), *args).result()
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """The same call, awaited: the loop goes on meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, getattr(self._backend, name), *args)
 
     def dump(self) -> Table:
         return self._call("dump")
@@ -258,6 +270,9 @@ class Balancer:
         self._drains_problem: str | None = None
         self.owned: set[ServiceKey] = set()
         self._table: Table = {}  # the kernel's table after the last pass
+        self._known: Table | None = None  # the same, when it can be trusted without a read
+        self._next_resync = 0.0
+        self._pass_lock = asyncio.Lock()
         self._origins: dict[ServiceKey, str] = {}
         self._problems: dict[tuple[Any, ...], str] = {}  # logged refusals, by operation
         self._held: dict[tuple[Any, ...], _Held] = {}
@@ -288,13 +303,13 @@ class Balancer:
         if self._scripts is None:
             self._scripts = self._new_runner(self.config)
         self._apply_timeouts(None, self.config)
-        actual = self.backend.dump()
+        actual = await self._ipvs("dump")
         if self.config.global_defs.lvs_flush and actual:
             log.info("lvs_flush: deleting every virtual service in the IPVS table (%d)",
                      len(actual))
-            self._run_ops([Operation(OperationKind.DELETE_SERVICE, key)
-                           for key in sorted(actual, key=str)], actual)
-            actual = self.backend.dump()
+            await self._run_ops([Operation(OperationKind.DELETE_SERVICE, key)
+                                 for key in sorted(actual, key=str)], actual)
+            actual = await self._ipvs("dump")
             self.owned = set()
             self._save_owned()
         elif self.persist_owned:
@@ -316,9 +331,10 @@ class Balancer:
         self._take_initial_health(servers, actual)
         for vs in self.config.virtual_servers:
             self._start_quorum(vs)
-        self._table = actual
+        self._table = self._known = actual
+        self._next_resync = self._loop.time() + RESYNC_INTERVAL
         self._started = True
-        self._pass()
+        await self._pass()
         self._write_status()
         self._task = self._loop.create_task(self._run(), name="balancer")
 
@@ -361,6 +377,7 @@ class Balancer:
         self.quorum = kept
         self._held.clear()
         self._problems.clear()
+        self._known = None  # a reload looks at the kernel's table afresh
         log.info("configuration reloaded: %d virtual server(s), %d real server(s)",
                  len(config.virtual_servers), len(self._servers))
         self._changed()
@@ -385,7 +402,7 @@ class Balancer:
                      "director)", len(self.owned))
         else:
             self._shutdown_scripts()
-            self._remove_table()
+            await self._remove_table()
         if self._scripts is not None:
             await self._scripts.close()
         if self._old_runners:
@@ -563,13 +580,13 @@ class Balancer:
                 await asyncio.sleep(MIN_RECONCILE_INTERVAL - since)  # let a burst gather
             self._wake.clear()
             try:
-                self._tick(loop.time())
+                await self._tick(loop.time())
             except Exception:  # never let one bad pass end the balancer
                 log.exception("balancer pass failed")
                 self._last_pass = loop.time()
 
     def _next_deadline(self) -> float:
-        deadlines = [self._next_status, self._next_drain_poll]
+        deadlines = [self._next_status, self._next_drain_poll, self._next_resync]
         if self._ramping:
             deadlines.append(self._next_ramp)
         if self._provisional:
@@ -580,7 +597,7 @@ class Balancer:
             deadlines.append(min(h.retry_at for h in self._held.values()))
         return min(deadlines)
 
-    def _tick(self, now: float) -> None:
+    async def _tick(self, now: float) -> None:
         if now >= self._next_drain_poll:
             self._poll_drains()
         if self._provisional and now >= self._next_provisional:
@@ -594,8 +611,9 @@ class Balancer:
                 retry_due = True
         else:
             retry_due = any(h.retry_at <= now for h in self._held.values())
-        if self._dirty or retry_due or (self._ramping and now >= self._next_ramp):
-            self._pass()
+        resync_due = now >= self._next_resync
+        if self._dirty or retry_due or resync_due or (self._ramping and now >= self._next_ramp):
+            await self._pass()
         if self._status_dirty or now >= self._next_status:
             self._write_status()
 
@@ -621,8 +639,13 @@ class Balancer:
                 self._launch(rs.notify_down)
             self._changed()
 
-    def _pass(self) -> None:
-        """Quorum, the desired table, and the operations that make the kernel hold it."""
+    async def _pass(self) -> None:
+        """Quorum, the desired table, and the operations that make the kernel hold it.
+        One at a time: a reload or a stop waits for the pass under way."""
+        async with self._pass_lock:
+            await self._locked_pass()
+
+    async def _locked_pass(self) -> None:
         loop_now = self._loop.time() if self._loop is not None else 0.0
         self._last_pass = loop_now
         self._dirty = False
@@ -635,8 +658,12 @@ class Balancer:
             self.quorum[vs_id] = state
             self._quorum_actions(actions)
         try:
-            actual = self.backend.dump()
+            actual = self._known
+            if actual is None or loop_now >= self._next_resync:
+                actual = await self._ipvs("dump")
+                self._next_resync = loop_now + RESYNC_INTERVAL
         except IpvsError as error:
+            self._known = None
             self._report(("dump",), f"cannot read the IPVS table: {error.message}")
             self._dump_delay = min(RETRY_MAX, self._dump_delay * 2) if self._dump_retry_at \
                 else RETRY_FIRST
@@ -648,13 +675,13 @@ class Balancer:
         now = time.time()
         quorum = {vs_id: state.up for vs_id, state in self.quorum.items()}
         desired = desired_table(self.config, self.health, now, self.drains, quorum)
-        ops = reconcile(desired, actual, self.owned | set(desired))
-        ops = self._not_held(ops, loop_now)
+        wanted = reconcile(desired, actual, self.owned | set(desired))
+        ops = self._not_held(wanted, loop_now)
         adding = {op.service for op in ops if op.kind is OperationKind.ADD_SERVICE}
         if adding - self.owned:
             self.owned |= adding  # first on disk, so a crash cannot orphan them
             self._save_owned()
-        deleted = self._run_ops(ops, actual)
+        deleted, refused = await self._run_ops(ops, actual)
         leftover = {k for k in self.owned if k in actual and k not in desired
                     and k not in deleted}
         owned = set(desired) | leftover
@@ -663,9 +690,16 @@ class Balancer:
             self._save_owned()
         if ops:
             self._status_dirty = True
-            self._table = self.backend.dump()
+        if refused or len(ops) != len(wanted):
+            # The kernel is not as planned: read it again next time.
+            self._known = None
+            self._table = await self._ipvs("dump") if ops else actual
         else:
-            self._table = actual
+            # Exactly as reconcile promised: the desired services, the others as they were
+            # less the ones deleted.
+            self._known = {k: v for k, v in actual.items()
+                           if k not in desired and k not in deleted} | desired
+            self._table = self._known
         self._ramping = self._ramp_in_progress(now)
         self._next_ramp = loop_now + RAMP_INTERVAL
 
@@ -691,19 +725,24 @@ class Balancer:
             kept.append(op)
         return kept
 
-    def _run_ops(self, ops: Sequence[Operation], actual: Table) -> set[ServiceKey]:
-        """Apply `ops` one by one, logging each; the services deleted."""
+    async def _run_ops(self, ops: Sequence[Operation],
+                       actual: Table) -> tuple[set[ServiceKey], bool]:
+        """Apply `ops` in one batch, logging each; the services deleted, and whether
+        any operation was refused or not attempted."""
         deleted: set[ServiceKey] = set()
+        if not ops:
+            return deleted, False
+        failures = await self._ipvs("apply_all", list(ops))
+        refused = {id(f.op): f for f in failures if f.op is not None}
         failed_adds: set[ServiceKey] = set()
         loop_now = self._loop.time() if self._loop is not None else 0.0
         for op in ops:
             if op.service in failed_adds:
-                continue
+                continue  # not attempted: its service could not be made
             problem = _problem_key(op)
             text = describe_operation(op, actual)
-            try:
-                self.backend.apply(op)
-            except IpvsError as error:
+            error = refused.get(id(op))
+            if error is not None:
                 if op.kind is OperationKind.ADD_SERVICE and error.code != errno.EEXIST:
                     failed_adds.add(op.service)
                 origin = self._origins.get(op.service)
@@ -719,7 +758,13 @@ class Balancer:
             self._cleared(problem, f"ipvs: {text}: applied now")
             if op.kind is OperationKind.DELETE_SERVICE:
                 deleted.add(op.service)
-        return deleted
+        return deleted, bool(failures)
+
+    async def _ipvs(self, name: str, *args: Any) -> Any:
+        """A backend call; one that blocks (the kernel's) is awaited off the loop."""
+        if isinstance(self.backend, ThreadedBackend):
+            return await self.backend.call(name, *args)
+        return getattr(self.backend, name)(*args)
 
     def _report(self, problem: tuple[Any, ...], message: str) -> None:
         if self._problems.get(problem) != message:
@@ -863,9 +908,9 @@ class Balancer:
             for action in shutdown_notifies(vs, self.health):
                 self._launch(action.script)
 
-    def _remove_table(self) -> None:
+    async def _remove_table(self) -> None:
         try:
-            actual = self.backend.dump()
+            actual = await self._ipvs("dump")
         except IpvsError as error:
             log.error("cannot read the IPVS table to remove this director's services: %s",
                       error.message)
@@ -878,8 +923,9 @@ class Balancer:
             doomed = {k for k in self.owned if k in actual}
             log.info("stopping: deleting this director's %d virtual service(s)", len(doomed))
         self._held.clear()
-        deleted = self._run_ops([Operation(OperationKind.DELETE_SERVICE, k)
-                                 for k in sorted(doomed, key=str)], actual)
+        async with self._pass_lock:
+            deleted, _ = await self._run_ops([Operation(OperationKind.DELETE_SERVICE, k)
+                                              for k in sorted(doomed, key=str)], actual)
         self.owned = {k for k in self.owned if k in actual and k not in deleted}
         self._save_owned()
 

@@ -237,9 +237,9 @@ async def test_bursts_are_coalesced_into_one_pass(tmp_path, probe, scripts):
         passes = []
         original = b._pass
 
-        def counted():
+        async def counted():
             passes.append(1)
-            original()
+            await original()
 
         b._pass = counted
         probe.down.update(f"198.51.100.{n}" for n in range(11, 31))
@@ -532,6 +532,7 @@ class UnreadableBackend(MemoryBackend):
 async def test_an_unreadable_table_is_retried_with_backoff(tmp_path, probe, scripts, caplog,
                                                          monkeypatch):
     monkeypatch.setattr(balancer_module, "RETRY_FIRST", 0.1)
+    monkeypatch.setattr(balancer_module, "RESYNC_INTERVAL", 0.0)  # read on every pass
     config = load(tmp_path, virtual_server(real_server(11)))
     backend = UnreadableBackend()
     b = make(config, backend, tmp_path, probe, scripts)
@@ -543,6 +544,42 @@ async def test_an_unreadable_table_is_retried_with_backoff(tmp_path, probe, scri
         backend.broken = False
         await until(lambda: weights(backend) == {})
         assert caplog.text.count("cannot read the IPVS table") == 1
+    finally:
+        await b.stop()
+
+
+class ReadCountingBackend(MemoryBackend):
+    reads = 0
+
+    def dump(self):
+        self.reads += 1
+        return super().dump()
+
+
+async def test_a_pass_trusts_the_table_it_left_and_a_resync_undoes_outside_changes(
+        tmp_path, probe, scripts, monkeypatch):
+    config = load(tmp_path, virtual_server(real_server(11), real_server(12)))
+    backend = ReadCountingBackend()
+    b = make(config, backend, tmp_path, probe, scripts)
+    await b.start()
+    def now() -> dict[DestinationKey, int]:  # read without counting
+        service = MemoryBackend.dump(backend).get(TCP80)
+        return {} if service is None else {d: x.weight for d, x in service.destinations.items()}
+
+    try:
+        reads = backend.reads
+        probe.down.add("198.51.100.11")
+        await until(lambda: now() == {rsk(12): 1})
+        probe.down.clear()
+        await until(lambda: now() == {rsk(11): 1, rsk(12): 1})
+        assert backend.reads == reads  # two changes, no read of the whole table
+        # Someone deletes a real server behind the director's back: the next resync
+        # reads the table and puts it back.
+        backend.apply(Operation(OperationKind.DELETE_DESTINATION, TCP80, destination=rsk(12)))
+        monkeypatch.setattr(b, "_next_resync", 0.0)
+        b._wake.set()
+        await until(lambda: now() == {rsk(11): 1, rsk(12): 1})
+        assert backend.reads > reads
     finally:
         await b.stop()
 
