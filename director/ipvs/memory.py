@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from director.ipvs.backend import (
     SCHEDULER_FLAGS,
@@ -15,6 +16,15 @@ from director.ipvs.backend import (
     IpvsError,
     kernel_destination_settings,
     kernel_service_settings,
+)
+from director.ipvs.sync_rules import (
+    DEFAULT_TIMEOUTS,
+    check_sync_daemon,
+    describe_start_failure,
+    describe_stop_failure,
+    describe_timeouts_failure,
+    kernel_sync_daemon,
+    max_timeout,
 )
 from director.ipvs.table import (
     DestinationKey,
@@ -25,7 +35,10 @@ from director.ipvs.table import (
     Service,
     ServiceKey,
     ServiceSettings,
+    SyncDaemon,
+    SyncState,
     Table,
+    Timeouts,
 )
 
 # The scheduler modules Debian's kernels ship ("none" needs no module).
@@ -33,6 +46,16 @@ KERNEL_SCHEDULERS = frozenset(
     {"none", "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo",
      "ovf", "mh", "twos"})
 KERNEL_PERSISTENCE_ENGINES = frozenset({"sip"})
+# Debian's amd64 kernels; the largest timeout the kernel takes is INT_MAX / HZ seconds.
+KERNEL_HZ = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """What the kernel looks at when a sync daemon starts on an interface."""
+
+    mtu: int = 1500
+    up: bool = True
 
 
 class MemoryBackend(Backend):
@@ -42,9 +65,18 @@ class MemoryBackend(Backend):
         *,
         schedulers: Iterable[str] = KERNEL_SCHEDULERS,
         persistence_engines: Iterable[str] = KERNEL_PERSISTENCE_ENGINES,
+        interfaces: Mapping[str, Interface] | None = None,
+        hz: int = KERNEL_HZ,
     ) -> None:
+        """`interfaces`: the network interfaces a sync daemon may start on (None: any
+        name, each up with an MTU of 1500); `hz`: the kernel's HZ, which bounds the
+        timeouts."""
         self.schedulers = frozenset(schedulers)
         self.persistence_engines = frozenset(persistence_engines)
+        self.interfaces = dict(interfaces) if interfaces is not None else None
+        self.hz = hz
+        self._daemons: dict[SyncState, SyncDaemon] = {}
+        self._timeouts = DEFAULT_TIMEOUTS
         self._services: dict[ServiceKey, ServiceSettings] = {}
         self._destinations: dict[ServiceKey, dict[DestinationKey, DestinationSettings]] = {}
         # Every operation applied successfully, in order (refused ones are not logged).
@@ -71,6 +103,68 @@ class MemoryBackend(Backend):
         }[op.kind]
         handler(op)
         self.log.append(op)
+
+    # ------------------------------------------------------------------ sync daemons
+
+    def sync_daemons(self) -> list[SyncDaemon]:
+        return [self._daemons[state] for state in (SyncState.MASTER, SyncState.BACKUP)
+                if state in self._daemons]
+
+    def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        # In the kernel's order: the request's own fields, the table, the interface,
+        # then whether one already runs.
+        check_sync_daemon(daemon)
+
+        def refuse(code: int, detail: str | None = None) -> None:
+            raise IpvsError(describe_start_failure(daemon, code, detail), None, code)
+
+        if self._mixed_families():
+            refuse(errno.EINVAL, "the table has a real server of the other address "
+                                 "family than its virtual service (the kernel cannot "
+                                 "sync such connections)")
+        interface = self._interface(daemon.interface)
+        if interface is None:
+            refuse(errno.ENODEV)
+            return
+        if daemon.state in self._daemons:
+            refuse(errno.EEXIST)
+        if daemon.state is SyncState.MASTER and not interface.up:
+            refuse(errno.ENETUNREACH)
+        self._daemons[daemon.state] = kernel_sync_daemon(daemon, interface.mtu)
+
+    def stop_sync_daemon(self, state: SyncState) -> None:
+        if state not in self._daemons:
+            raise IpvsError(describe_stop_failure(state, errno.ESRCH), None, errno.ESRCH)
+        del self._daemons[state]
+
+    def _interface(self, name: str) -> Interface | None:
+        if self.interfaces is None:
+            return Interface() if name else None
+        return self.interfaces.get(name)
+
+    def _mixed_families(self) -> bool:
+        for key, destinations in self._destinations.items():
+            for destination in destinations:
+                family = socket.AF_INET6 if destination.address.version == 6 else socket.AF_INET
+                if family != key.family:
+                    return True
+        return False
+
+    # ------------------------------------------------------------------ timeouts
+
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    def set_timeouts(self, timeouts: Timeouts) -> None:
+        limit = max_timeout(self.hz)
+        values = (timeouts.tcp, timeouts.tcp_fin, timeouts.udp)
+        if any(not 0 <= value <= limit for value in values):
+            raise IpvsError(describe_timeouts_failure(timeouts, errno.EINVAL), None,
+                            errno.EINVAL)
+        current = self._timeouts
+        self._timeouts = Timeouts(tcp=timeouts.tcp or current.tcp,
+                                  tcp_fin=timeouts.tcp_fin or current.tcp_fin,
+                                  udp=timeouts.udp or current.udp)
 
     # ------------------------------------------------------------------ services
 

@@ -3,13 +3,14 @@ the kernel answers (tests/kernel/test_ipvs_pyroute2.py measured them)."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 
 import pytest
 
 from director.ipvs.backend import IpvsError
-from director.ipvs.memory import MemoryBackend
+from director.ipvs.memory import Interface, MemoryBackend
 from director.ipvs.table import (
     DestinationKey,
     DestinationSettings,
@@ -20,6 +21,9 @@ from director.ipvs.table import (
     Service,
     ServiceKey,
     ServiceSettings,
+    SyncDaemon,
+    SyncState,
+    Timeouts,
     TunnelType,
 )
 
@@ -322,3 +326,132 @@ def test_a_weight_past_the_kernel_s_signed_int_is_out_of_range() -> None:
     backend.apply(add_service())
     assert refusal(backend, add_dest(weight=2**31)).code == 34
     backend.apply(add_dest(weight=2**31 - 1))
+
+
+# ------------------------------------------------------------------ sync daemons
+# Measured on Linux 6.1 in tests/kernel/test_sync_daemon.py, which also runs the same
+# scenario against both backends.
+
+MASTER, BACKUP = SyncState.MASTER, SyncState.BACKUP
+GROUP = ipaddress.ip_address("224.0.0.81")
+
+
+def sync_backend(**kwargs: object) -> MemoryBackend:
+    interfaces = {"eth0": Interface(), "eth1": Interface(mtu=9000),
+                  "lo": Interface(mtu=65536), "down0": Interface(up=False)}
+    return MemoryBackend(interfaces=interfaces, **kwargs)  # type: ignore[arg-type]
+
+
+def refused(call, *args: object) -> IpvsError:
+    with pytest.raises(IpvsError) as caught:
+        call(*args)
+    assert caught.value.op is None
+    return caught.value
+
+
+def test_sync_daemons_report_the_kernels_defaults() -> None:
+    backend = sync_backend()
+    assert backend.sync_daemons() == []
+    backend.start_sync_daemon(SyncDaemon(BACKUP, "eth1", sync_id=5))
+    backend.start_sync_daemon(SyncDaemon(MASTER, "eth0"))
+    assert backend.sync_daemons() == [
+        SyncDaemon(MASTER, "eth0", 0, maxlen=1472, port=8848, ttl=1, group=GROUP),
+        SyncDaemon(BACKUP, "eth1", 5, maxlen=8972, port=8848, ttl=1, group=GROUP),
+    ]
+
+
+@pytest.mark.parametrize(("state", "interface", "asked", "reported"), [
+    (MASTER, "eth0", 100, 100),
+    (BACKUP, "eth0", 100, 1024),  # a backup's buffer is at least 1024 bytes
+    (MASTER, "eth0", 65535, 65507),
+    (BACKUP, "lo", 0, 65507),  # MTU 65536, clamped to 65535 - 28
+    (MASTER, "eth1", 0, 1472),  # a master sizes for 1500 whatever the MTU
+])
+def test_sync_daemon_maxlen_is_clamped_like_the_kernel(
+        state: SyncState, interface: str, asked: int, reported: int) -> None:
+    backend = sync_backend()
+    backend.start_sync_daemon(SyncDaemon(state, interface, maxlen=asked))
+    assert backend.sync_daemons()[0].maxlen == reported
+
+
+def test_sync_daemon_with_every_option_and_an_ipv6_group() -> None:
+    backend = sync_backend()
+    group6 = ipaddress.ip_address("ff02::8000:81")
+    full = SyncDaemon(MASTER, "eth0", sync_id=7, maxlen=1400, port=9000, ttl=3,
+                      group=ipaddress.ip_address("239.1.2.3"))
+    backend.start_sync_daemon(full)
+    backend.start_sync_daemon(SyncDaemon(BACKUP, "eth1", maxlen=65535, group=group6))
+    assert backend.sync_daemons() == [
+        full, SyncDaemon(BACKUP, "eth1", 0, 65487, 8848, 1, group6)]
+
+
+def test_sync_daemon_refusals_carry_the_kernels_errno_and_a_clear_message() -> None:
+    backend = sync_backend()
+    error = refused(backend.start_sync_daemon, SyncDaemon(MASTER, "eth9"))
+    assert (error.code, error.message) == (
+        errno.ENODEV, "cannot start the master sync daemon on eth9: no such interface")
+    backend.start_sync_daemon(SyncDaemon(BACKUP, "eth0"))
+    error = refused(backend.start_sync_daemon, SyncDaemon(BACKUP, "eth1"))
+    assert (error.code, error.message) == (
+        errno.EEXIST, "cannot start the backup sync daemon on eth1: a backup sync daemon "
+                      "already runs")
+    # The interface is looked at before whether one runs.
+    assert refused(backend.start_sync_daemon, SyncDaemon(BACKUP, "eth9")).code == errno.ENODEV
+    error = refused(backend.stop_sync_daemon, MASTER)
+    assert (error.code, error.message) == (
+        errno.ESRCH, "cannot stop the master sync daemon: none runs")
+    assert refused(backend.start_sync_daemon,
+                   SyncDaemon(MASTER, "down0")).code == errno.ENETUNREACH
+    backend.stop_sync_daemon(BACKUP)
+    assert backend.sync_daemons() == []
+    backend.start_sync_daemon(SyncDaemon(BACKUP, "down0"))  # a backup just listens
+
+
+@pytest.mark.parametrize(("daemon", "words"), [
+    (SyncDaemon(MASTER, "a-very-long-name0"), "interface name longer than 15"),
+    (SyncDaemon(MASTER, "eth0", group=ipaddress.ip_address("192.0.2.1")),
+     "group 192.0.2.1 is not a multicast address"),
+    (SyncDaemon(MASTER, "eth0", port=70000), "port 70000 out of range"),
+    (SyncDaemon(MASTER, "eth0", ttl=256), "ttl 256 out of range"),
+])
+def test_sync_daemon_settings_the_kernel_refuses_as_invalid(daemon: SyncDaemon,
+                                                            words: str) -> None:
+    error = refused(sync_backend().start_sync_daemon, daemon)
+    assert error.code == errno.EINVAL
+    assert words in error.message
+
+
+def test_no_sync_daemon_starts_while_a_real_server_is_of_the_other_family() -> None:
+    backend = sync_backend()
+    backend.apply(add_service())
+    backend.apply(Operation(OperationKind.ADD_DESTINATION, WEB, destination=RS6,
+                            destination_settings=DestinationSettings(Forwarding.TUN)))
+    error = refused(backend.start_sync_daemon, SyncDaemon(MASTER, "eth0"))
+    assert error.code == errno.EINVAL
+    assert "other address family" in error.message
+
+
+def test_any_interface_name_is_taken_when_none_are_given() -> None:
+    backend = MemoryBackend()
+    backend.start_sync_daemon(SyncDaemon(MASTER, "whatever0"))
+    assert refused(backend.start_sync_daemon, SyncDaemon(BACKUP, "")).code == errno.ENODEV
+
+
+# ------------------------------------------------------------------ timeouts
+
+def test_timeouts_start_at_the_kernels_defaults_and_zero_keeps_a_value() -> None:
+    backend = MemoryBackend()
+    assert backend.timeouts() == Timeouts(900, 120, 300)
+    backend.set_timeouts(Timeouts(tcp=1000))
+    assert backend.timeouts() == Timeouts(1000, 120, 300)
+    backend.set_timeouts(Timeouts(tcp_fin=5, udp=7))
+    assert backend.timeouts() == Timeouts(1000, 5, 7)
+
+
+def test_a_timeout_above_int_max_over_hz_is_refused_and_nothing_changes() -> None:
+    backend = MemoryBackend(hz=100)
+    backend.set_timeouts(Timeouts(udp=21474836))
+    error = refused(backend.set_timeouts, Timeouts(tcp=5, udp=21474837))
+    assert error.code == errno.EINVAL
+    assert error.message.startswith("cannot set the connection timeouts (tcp 5, udp 21474837)")
+    assert backend.timeouts() == Timeouts(900, 120, 21474836)
