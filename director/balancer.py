@@ -57,7 +57,6 @@ from director.check_servers import probe_context
 from director.config.model import (
     Config,
     FlushOnStop,
-    LvsTimeouts,
     RealServer,
     Script,
     VirtualServer,
@@ -88,6 +87,7 @@ from director.pool import (
     shutdown_notifies,
     virtual_server_id,
 )
+from director.sync_policy import desired_timeouts
 
 log = logging.getLogger("director.balancer")
 
@@ -112,17 +112,6 @@ class Scripts(Protocol):
 def server_key(rs_id: RealServerId) -> str:
     """The CheckEngine key of a real server: stable across reloads."""
     return f"{rs_id.virtual_server}|{rs_id.address}|{rs_id.port}"
-
-
-def lvs_timeouts(setting: LvsTimeouts | None) -> Timeouts | None:
-    """global_defs lvs_timeouts as the kernel takes them (whole seconds; 0 leaves a
-    value as it is); None when nothing is to be set. (`director.sync_policy` is to
-    have the shared version, `desired_timeouts`; this one stands in until then.)"""
-    if setting is None:
-        return None
-    values = [0 if v is None else max(0, round(v))
-              for v in (setting.tcp, setting.tcpfin, setting.udp)]
-    return Timeouts(*values) if any(values) else None
 
 
 class ThreadedBackend:
@@ -273,6 +262,7 @@ class Balancer:
         self._known: Table | None = None  # the same, when it can be trusted without a read
         self._next_resync = 0.0
         self._pass_lock = asyncio.Lock()
+        self._kernel_timeouts: Timeouts | None = None  # as found, before lvs_timeouts
         self._origins: dict[ServiceKey, str] = {}
         self._problems: dict[tuple[Any, ...], str] = {}  # logged refusals, by operation
         self._held: dict[tuple[Any, ...], _Held] = {}
@@ -417,11 +407,21 @@ class Balancer:
         return ScriptRunner(config.global_defs)
 
     def _apply_timeouts(self, old: Config | None, new: Config) -> None:
-        wanted = lvs_timeouts(new.global_defs.lvs_timeouts)
+        """lvs_timeouts; when a reload drops them, the kernel's own come back (as
+        keepalived restores the timeouts it found at start)."""
+        wanted = desired_timeouts(new.global_defs.lvs_timeouts)
+        before = None if old is None else desired_timeouts(old.global_defs.lvs_timeouts)
+        if wanted == before:
+            return
         if wanted is None:
-            return
-        if old is not None and lvs_timeouts(old.global_defs.lvs_timeouts) == wanted:
-            return
+            wanted = self._kernel_timeouts
+            if wanted is None:
+                return
+        elif self._kernel_timeouts is None:
+            try:
+                self._kernel_timeouts = self.backend.timeouts()
+            except IpvsError as error:
+                log.warning("cannot read the kernel's IPVS timeouts: %s", error.message)
         try:
             self.backend.set_timeouts(wanted)
         except IpvsError as error:

@@ -16,9 +16,9 @@ import pytest
 from checkers.probe import ProbeResult
 from director import balancer as balancer_module
 from director import state_files
-from director.balancer import Balancer, describe_operation, lvs_timeouts
+from director.balancer import Balancer, describe_operation
 from director.config.load import load_config
-from director.config.model import Config, LvsTimeouts
+from director.config.model import Config
 from director.ipvs.backend import IpvsError
 from director.ipvs.memory import MemoryBackend
 from director.ipvs.table import (
@@ -659,9 +659,16 @@ async def test_timeouts_are_set_at_start(tmp_path, probe, scripts):
     assert backend.set == [Timeouts(tcp=7200, tcp_fin=0, udp=60)]
 
 
-def test_lvs_timeouts():
-    assert lvs_timeouts(None) is None
-    assert lvs_timeouts(LvsTimeouts(tcp=900.0, tcpfin=None, udp=30.0)) == Timeouts(900, 0, 30)
+async def test_a_reload_without_timeouts_puts_the_kernels_own_back(tmp_path, probe, scripts):
+    config = load(tmp_path, "global_defs {\n lvs_timeouts tcp 7200 udp 60\n}\n" +
+                  virtual_server(real_server(11)))
+    backend = MemoryBackend()
+    b = make(config, backend, tmp_path, probe, scripts)
+    await b.start()
+    assert backend.timeouts() == Timeouts(tcp=7200, tcp_fin=120, udp=60)
+    await b.reload(load(tmp_path, virtual_server(real_server(11))))
+    await b.stop()
+    assert backend.timeouts() == Timeouts(tcp=900, tcp_fin=120, udp=300)
 
 
 async def test_slow_start_ramps_a_returning_server(tmp_path, probe, scripts):
