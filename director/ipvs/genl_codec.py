@@ -21,11 +21,19 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from director.ipvs.backend import kernel_destination_settings
+from director.ipvs.backend import (
+    IpvsError,
+    destination_text,
+    kernel_destination_settings,
+    kernel_service_settings,
+)
 from director.ipvs.table import (
+    ConnectionCounts,
+    Counters,
     DestinationKey,
     DestinationSettings,
     Forwarding,
@@ -377,3 +385,309 @@ def parse_acks(data: bytes | bytearray | memoryview) -> list[tuple[int, int]]:
             result.append((seq, -error))
         offset += (size + 3) & ~3
     return result
+
+
+# ------------------------------------------------------------------ reading the table
+# The kernel's answers to IPVS_CMD_GET_SERVICE / IPVS_CMD_GET_DEST dumps, decoded to
+# the values the pyroute2 path computes from pyroute2's messages (one decoder serves
+# `dump`, `stats` and `connection_counts`).
+
+IPVS_CMD_GET_SERVICE, IPVS_CMD_GET_DEST = 4, 8
+NLM_F_MULTI, NLM_F_DUMP_INTR = 0x2, 0x10
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+FLAGS_DUMP = NLM_F_REQUEST | NLM_F_DUMP
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+SVC_STATS, SVC_STATS64 = 10, 12
+(DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS, DEST_STATS) = range(7, 11)
+DEST_STATS64 = 12
+STATS_ATTR_COUNT = 10  # IPVS_STATS_ATTR_CONNS (1) .. IPVS_STATS_ATTR_OUTBPS (10); 11 is padding
+
+# Scheduler flag names as ipvsadm prints them: sh and mh name the first two flags.
+SCHED_FLAG_NAMES: dict[str, dict[int, str]] = {
+    "sh": {SCHED_FLAG_1: "sh-fallback", SCHED_FLAG_2: "sh-port", SCHED_FLAG_3: "flag-3"},
+    "mh": {SCHED_FLAG_1: "mh-fallback", SCHED_FLAG_2: "mh-port", SCHED_FLAG_3: "flag-3"},
+}
+GENERIC_FLAG_NAMES = {SCHED_FLAG_1: "flag-1", SCHED_FLAG_2: "flag-2", SCHED_FLAG_3: "flag-3"}
+FWD_MASK = 0x7
+FORWARDING_BY_CODE = {code: fwd for fwd, code in FORWARDING_CODES.items()}
+TUNNEL_TYPE_BY_CODE = {code: kind for kind, code in TUNNEL_TYPE_CODES.items()}
+TUNNEL_CSUM_BY_CODE = {code: name for name, code in TUNNEL_CSUM_CODES.items()}
+PROTOCOL_BY_NUMBER = {number: proto for proto, number in PROTOCOL_NUMBERS.items()}
+
+
+class MalformedAnswer(ValueError):
+    """The kernel's answer is not what netlink and IPVS define (truncated, say)."""
+
+
+def encode_service_dump(family_id: int, seq: int, *, pid: int = 0) -> bytes:
+    """IPVS_CMD_GET_SERVICE as a dump: every service of the namespace."""
+    return message(family_id, seq, IPVS_CMD_GET_SERVICE, FLAGS_DUMP, b"", pid)
+
+
+def encode_destination_dump(key: ServiceKey, family_id: int, seq: int, *,
+                            pid: int = 0) -> bytes:
+    """IPVS_CMD_GET_DEST as a dump: every real server of the service `key` (its key
+    fields only, as pyroute2 sends them)."""
+    return message(family_id, seq, IPVS_CMD_GET_DEST, FLAGS_DUMP, _service_key_nest(key), pid)
+
+
+class DumpAnswer:
+    """The answer to one dump request, fed as the socket gives it (sans-IO).
+
+    `feed(data)` takes one datagram (one or more netlink messages) and returns the
+    attributes of each data message of this request (the bytes after the generic
+    netlink header); messages of other sequence numbers are skipped. After NLMSG_DONE
+    or NLMSG_ERROR, `done` is true; `error` is then the errno the kernel reported (0:
+    none), and `interrupted` says the kernel flagged a message NLM_F_DUMP_INTR (the
+    table changed during the dump: its result may be inconsistent)."""
+
+    __slots__ = ("done", "error", "interrupted", "seq")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.done = False
+        self.error = 0
+        self.interrupted = False
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        result: list[bytes] = []
+        offset, end = 0, len(data)
+        unpack = _NLMSG.unpack_from
+        header = _NLMSG.size + _GENL.size
+        while offset < end:
+            if end - offset < _NLMSG.size:
+                raise MalformedAnswer(f"truncated netlink header at offset {offset}")
+            size, kind, flags, seq, _pid = unpack(data, offset)
+            if size < _NLMSG.size or offset + size > end:
+                raise MalformedAnswer(f"bad netlink message length {size} at offset {offset}")
+            if seq == self.seq and not self.done:
+                if flags & NLM_F_DUMP_INTR:
+                    self.interrupted = True
+                if kind in (NLMSG_DONE, NLMSG_ERROR):
+                    if size >= _NLMSG.size + _ERRNO.size:
+                        (code,) = _ERRNO.unpack_from(data, offset + _NLMSG.size)
+                        self.error = -code if code < 0 else code
+                    elif kind == NLMSG_ERROR:
+                        raise MalformedAnswer(
+                            f"truncated netlink error message at offset {offset}")
+                    self.done = True
+                elif kind >= 16:  # a data message (types below 16 are netlink's own)
+                    if size < header:
+                        raise MalformedAnswer(
+                            f"truncated generic netlink message at offset {offset}")
+                    result.append(bytes(data[offset + header:offset + size]))
+            offset += (size + 3) & ~3
+        return result
+
+
+def _attributes(data: bytes, start: int = 0, end: int | None = None) -> dict[int, bytes]:
+    """The payload of the first attribute of each type (as pyroute2's `get`); unknown
+    types and padding are kept and ignored by the callers."""
+    if end is None:
+        end = len(data)
+    found: dict[int, bytes] = {}
+    unpack = _NLA.unpack_from
+    offset = start
+    while offset + 4 <= end:
+        size, kind = unpack(data, offset)
+        if size < 4 or offset + size > end:
+            raise MalformedAnswer(f"bad netlink attribute length {size}")
+        kind &= NLA_TYPE_MASK
+        if kind not in found:
+            found[kind] = data[offset + 4:offset + size]
+        offset += (size + 3) & ~3
+    return found
+
+
+def _nested(message_attrs: bytes, kind: int, what: str) -> dict[int, bytes]:
+    nest = _attributes(message_attrs).get(kind)
+    if nest is None:
+        raise MalformedAnswer(f"an IPVS answer without its {what}")
+    return _attributes(nest)
+
+
+def _uint(attrs: dict[int, bytes], kind: int, fmt: struct.Struct) -> int | None:
+    value = attrs.get(kind)
+    if value is None:
+        return None
+    return fmt.unpack_from(value)[0]
+
+
+_U8, _U16 = struct.Struct("B"), struct.Struct("H")
+_U32, _U64 = struct.Struct("I"), struct.Struct("Q")
+_BE16 = struct.Struct(">H")
+
+
+def _asciiz_value(value: bytes | None) -> str | bytes | None:
+    if value is None:
+        return None
+    value = value.strip(b"\0")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:  # kept undecoded, as pyroute2 does
+        return value
+
+
+def _address(family: int | None, value: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if family == socket.AF_INET:
+        return ipaddress.IPv4Address(value[:4])
+    if family == socket.AF_INET6:
+        return ipaddress.IPv6Address(value[:16])
+    return ipaddress.ip_address(value)
+
+
+@lru_cache(maxsize=1024)
+def netmask_prefix(family: int | None, value: bytes) -> int:
+    """IPVS_SVC_ATTR_NETMASK as a prefix length: an IPv4 service's is a netmask, an
+    IPv6 service's a host-order u32 prefix length."""
+    if family == socket.AF_INET:
+        return ipaddress.IPv4Network(f"0.0.0.0/{socket.inet_ntoa(value[:4])}").prefixlen
+    return struct.unpack_from("=I", value)[0]
+
+
+def counters(stats64: bytes | None) -> Counters:
+    """IPVS_*_ATTR_STATS64; unknown attributes (the kernel's padding) are skipped."""
+    if stats64 is None:
+        return Counters()
+    values = [0] * STATS_ATTR_COUNT
+    unpack_attr, unpack_u64 = _NLA.unpack_from, _U64.unpack_from
+    offset, end = 0, len(stats64)
+    while offset + 4 <= end:
+        size, kind = unpack_attr(stats64, offset)
+        if size < 4 or offset + size > end:
+            raise MalformedAnswer(f"bad netlink attribute length {size} in statistics")
+        kind &= NLA_TYPE_MASK
+        if 1 <= kind <= STATS_ATTR_COUNT:
+            values[kind - 1] = unpack_u64(stats64, offset + 4)[0]
+        offset += (size + 3) & ~3
+    return Counters(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class DumpedService:
+    key: ServiceKey
+    settings: ServiceSettings
+    counters: Counters
+
+
+@dataclass(frozen=True, slots=True)
+class DumpedDestination:
+    key: DestinationKey
+    settings: DestinationSettings
+    counters: Counters
+    connections: ConnectionCounts
+
+
+def service_settings(family: int | None, scheduler: Any, flags: int, timeout: int | None,
+                     netmask: int | None, engine: Any) -> ServiceSettings:
+    """A dumped service's settings as the kernel holds them (see
+    `kernel_service_settings`); shared with the pyroute2 path."""
+    scheduler = scheduler or ""
+    names = SCHED_FLAG_NAMES.get(scheduler, GENERIC_FLAG_NAMES)
+    settings = ServiceSettings(
+        scheduler=scheduler,
+        sched_flags=frozenset(name for bit, name in names.items() if flags & bit),
+        persistence_timeout=timeout if flags & PERSISTENT else None,
+        persistence_netmask=netmask,
+        one_packet=bool(flags & ONE_PACKET),
+        persistence_engine=engine or None,
+    )
+    return kernel_service_settings(settings, family)  # type: ignore[arg-type]
+
+
+def decode_service(message_attrs: bytes) -> DumpedService:
+    """One message of a service dump (its attributes after the generic netlink header)."""
+    attrs = _nested(message_attrs, IPVS_CMD_ATTR_SERVICE, "service")
+    family = _uint(attrs, SVC_AF, _U16)
+    fwmark = _uint(attrs, SVC_FWMARK, _U32) or 0
+    if fwmark:
+        key = ServiceKey(family=family, fwmark=fwmark)  # type: ignore[arg-type]
+    else:
+        raw_address = attrs.get(SVC_ADDR)
+        if raw_address is None:
+            raise MalformedAnswer("a service without an address or a firewall mark")
+        key = ServiceKey(
+            family=family,  # type: ignore[arg-type]
+            protocol=PROTOCOL_BY_NUMBER.get(_uint(attrs, SVC_PROTOCOL, _U16)),  # type: ignore[arg-type]
+            address=_address(family, raw_address),
+            port=_uint(attrs, SVC_PORT, _BE16) or 0,
+        )
+    raw_flags = attrs.get(SVC_FLAGS)
+    flags = _U32.unpack_from(raw_flags)[0] if raw_flags is not None else 0
+    raw_netmask = attrs.get(SVC_NETMASK)
+    settings = service_settings(
+        family,
+        _asciiz_value(attrs.get(SVC_SCHED_NAME)),
+        flags,
+        _uint(attrs, SVC_TIMEOUT, _U32),
+        netmask_prefix(family, raw_netmask) if raw_netmask is not None else None,
+        _asciiz_value(attrs.get(SVC_PE_NAME)),
+    )
+    return DumpedService(key, settings, counters(attrs.get(SVC_STATS64)))
+
+
+def unknown_forwarding(key: DestinationKey, code: int) -> IpvsError:
+    return IpvsError(
+        f"real server {destination_text(key)} has forwarding method {code}, "
+        "which this director does not know")
+
+
+@lru_cache(maxsize=4096)
+def destination_settings(fwd_method: int, weight: int, upper: int, lower: int,
+                         tun_type: int, tun_port: int, tun_flags: int
+                         ) -> DestinationSettings | None:
+    """A dumped real server's settings from the kernel's values (`tun_port` in host
+    order); None for a forwarding method this director does not know. Shared with the
+    pyroute2 path."""
+    forwarding = FORWARDING_BY_CODE.get(fwd_method & FWD_MASK)
+    if forwarding is None:
+        return None
+    return kernel_destination_settings(DestinationSettings(
+        forwarding=forwarding,
+        weight=weight,
+        upper_threshold=upper,
+        lower_threshold=lower,
+        tunnel_type=TUNNEL_TYPE_BY_CODE.get(tun_type, TunnelType.IPIP),
+        tunnel_port=tun_port,
+        tunnel_checksum=TUNNEL_CSUM_BY_CODE.get(tun_flags, "nocsum"),
+    ))
+
+
+@lru_cache(maxsize=65536)
+def _destination_key(family: int | None, raw_address: bytes, port: int) -> DestinationKey:
+    return DestinationKey(address=_address(family, raw_address), port=port)
+
+
+def decode_destination(message_attrs: bytes, service_family: int | None = None
+                       ) -> DumpedDestination:
+    """One message of a real-server dump. A real server's address family is its own
+    (IPVS_DEST_ATTR_ADDR_FAMILY); kernels before 4.3 leave it out: the service's then.
+    `IpvsError` for a forwarding method this director does not know."""
+    attrs = _nested(message_attrs, IPVS_CMD_ATTR_DEST, "real server")
+    raw_address = attrs.get(DEST_ADDR)
+    if raw_address is None:
+        raise MalformedAnswer("a real server without an address")
+    family = _uint(attrs, DEST_ADDR_FAMILY, _U16)
+    key = _destination_key(family if family is not None else service_family, raw_address,
+                           _uint(attrs, DEST_PORT, _BE16) or 0)
+    code = (_uint(attrs, DEST_FWD_METHOD, _U32) or 0) & FWD_MASK
+    raw_tun_port = attrs.get(DEST_TUN_PORT)
+    settings = destination_settings(
+        code,
+        _uint(attrs, DEST_WEIGHT, _U32) or 0,
+        _uint(attrs, DEST_U_THRESH, _U32) or 0,
+        _uint(attrs, DEST_L_THRESH, _U32) or 0,
+        _uint(attrs, DEST_TUN_TYPE, _U8) or 0,
+        _BE16.unpack_from(raw_tun_port)[0] if raw_tun_port is not None else 0,
+        _uint(attrs, DEST_TUN_FLAGS, _U16) or 0,
+    )
+    if settings is None:
+        raise unknown_forwarding(key, code)
+    return DumpedDestination(
+        key, settings, counters(attrs.get(DEST_STATS64)),
+        ConnectionCounts(
+            active=_uint(attrs, DEST_ACTIVE_CONNS, _U32) or 0,
+            inactive=_uint(attrs, DEST_INACT_CONNS, _U32) or 0,
+            persistent=_uint(attrs, DEST_PERSIST_CONNS, _U32) or 0,
+        ))

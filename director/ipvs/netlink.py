@@ -1,6 +1,8 @@
 """The kernel's IPVS table through generic netlink.
 
-Reads the whole table into a `Table` through pyroute2's `IPVS` socket. `apply` sends
+Reads the whole table with dump requests on a raw generic netlink socket of its own,
+the answers decoded by `director.ipvs.genl_codec` (see `_DumpReader`; pyroute2's
+`IPVS` socket and parser when no raw socket can be opened). `apply` sends
 one `Operation` as one pyroute2 request and waits for its answer; `apply_all` encodes
 the requests itself (`director.ipvs.genl_codec`) and sends hundreds per system call on
 a raw generic netlink socket of its own (see `_BatchWriter`), with the same results.
@@ -26,13 +28,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from director.ipvs import backend as backend_module
 from director.ipvs import genl_codec
-from director.ipvs.backend import (
-    Backend,
-    IpvsError,
-    destination_text,
-    kernel_destination_settings,
-    kernel_service_settings,
-)
+from director.ipvs.backend import Backend, IpvsError
+from director.ipvs.genl_codec import DumpedDestination, DumpedService
 from director.ipvs.table import (
     ConnectionCounts,
     Counters,
@@ -47,7 +44,6 @@ from director.ipvs.table import (
     SyncState,
     Table,
     Timeouts,
-    TunnelType,
 )
 
 # Flag bits and codes are the codec's; the names below decode what the kernel reports.
@@ -56,18 +52,9 @@ SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3 = (
     genl_codec.SCHED_FLAG_1, genl_codec.SCHED_FLAG_2, genl_codec.SCHED_FLAG_3)
 ALL_FLAGS = genl_codec.ALL_FLAGS
 
-# Scheduler flag names as ipvsadm prints them: sh and mh name the first two flags.
-_SCHED_FLAG_NAMES: dict[str, dict[int, str]] = {
-    "sh": {SCHED_FLAG_1: "sh-fallback", SCHED_FLAG_2: "sh-port", SCHED_FLAG_3: "flag-3"},
-    "mh": {SCHED_FLAG_1: "mh-fallback", SCHED_FLAG_2: "mh-port", SCHED_FLAG_3: "flag-3"},
-}
-_GENERIC_FLAG_NAMES = {SCHED_FLAG_1: "flag-1", SCHED_FLAG_2: "flag-2", SCHED_FLAG_3: "flag-3"}
-
-_FORWARDING_BY_CODE = {code: fwd for fwd, code in genl_codec.FORWARDING_CODES.items()}
-_FWD_MASK = 0x7
-_TUNNEL_TYPE_BY_CODE = {code: kind for kind, code in genl_codec.TUNNEL_TYPE_CODES.items()}
-_TUNNEL_CSUM_BY_CODE = {code: name for name, code in genl_codec.TUNNEL_CSUM_CODES.items()}
-_PROTOCOL_BY_NUMBER = {number: proto for proto, number in genl_codec.PROTOCOL_NUMBERS.items()}
+_SCHED_FLAG_NAMES = genl_codec.SCHED_FLAG_NAMES
+_GENERIC_FLAG_NAMES = genl_codec.GENERIC_FLAG_NAMES
+_PROTOCOL_BY_NUMBER = genl_codec.PROTOCOL_BY_NUMBER
 
 
 # ------------------------------------------------------------------ encoding (pyroute2)
@@ -98,15 +85,15 @@ def _local_refusal(op: Operation, error: Exception) -> IpvsError:
     return IpvsError.refused(op, errno.EINVAL, str(error))
 
 
-# ------------------------------------------------------------------ decoding
+# ------------------------------------------------------------------ decoding (pyroute2)
+# The fallback when no raw socket can be opened; the values come from the codec's
+# functions, so both read paths give the same results.
 
 def _netmask_prefix(family: int, value: str | None) -> int | None:
     """The persistence netmask as a prefix length."""
     if value is None:
         return None
-    if family == socket.AF_INET:
-        return ipaddress.IPv4Network(f"0.0.0.0/{value}").prefixlen
-    return struct.unpack("=I", socket.inet_aton(value))[0]
+    return genl_codec.netmask_prefix(family, socket.inet_aton(value))
 
 
 def _service_from_attrs(attrs: Any) -> tuple[ServiceKey, ServiceSettings]:
@@ -121,18 +108,15 @@ def _service_from_attrs(attrs: Any) -> tuple[ServiceKey, ServiceSettings]:
             address=ipaddress.ip_address(attrs.get("IPVS_SVC_ATTR_ADDR")),
             port=attrs.get("IPVS_SVC_ATTR_PORT") or 0,
         )
-    scheduler = attrs.get("IPVS_SVC_ATTR_SCHED_NAME") or ""
-    flags = (attrs.get("IPVS_SVC_ATTR_FLAGS") or {}).get("flags", 0)
-    names = _SCHED_FLAG_NAMES.get(scheduler, _GENERIC_FLAG_NAMES)
-    settings = ServiceSettings(
-        scheduler=scheduler,
-        sched_flags=frozenset(name for bit, name in names.items() if flags & bit),
-        persistence_timeout=attrs.get("IPVS_SVC_ATTR_TIMEOUT") if flags & PERSISTENT else None,
-        persistence_netmask=_netmask_prefix(family, attrs.get("IPVS_SVC_ATTR_NETMASK")),
-        one_packet=bool(flags & ONE_PACKET),
-        persistence_engine=attrs.get("IPVS_SVC_ATTR_PE_NAME") or None,
+    settings = genl_codec.service_settings(
+        family,
+        attrs.get("IPVS_SVC_ATTR_SCHED_NAME"),
+        (attrs.get("IPVS_SVC_ATTR_FLAGS") or {}).get("flags", 0),
+        attrs.get("IPVS_SVC_ATTR_TIMEOUT"),
+        _netmask_prefix(family, attrs.get("IPVS_SVC_ATTR_NETMASK")),
+        attrs.get("IPVS_SVC_ATTR_PE_NAME"),
     )
-    return key, kernel_service_settings(settings, family)
+    return key, settings
 
 
 def _destination_from_attrs(attrs: Any) -> tuple[DestinationKey, DestinationSettings]:
@@ -140,24 +124,19 @@ def _destination_from_attrs(attrs: Any) -> tuple[DestinationKey, DestinationSett
         address=ipaddress.ip_address(attrs.get("IPVS_DEST_ATTR_ADDR")),
         port=attrs.get("IPVS_DEST_ATTR_PORT") or 0,
     )
-    code = (attrs.get("IPVS_DEST_ATTR_FWD_METHOD") or 0) & _FWD_MASK
-    forwarding = _FORWARDING_BY_CODE.get(code)
-    if forwarding is None:
-        raise IpvsError(
-            f"real server {destination_text(key)} has forwarding method {code}, "
-            "which this director does not know")
-    settings = DestinationSettings(
-        forwarding=forwarding,
-        weight=attrs.get("IPVS_DEST_ATTR_WEIGHT") or 0,
-        upper_threshold=attrs.get("IPVS_DEST_ATTR_U_THRESH") or 0,
-        lower_threshold=attrs.get("IPVS_DEST_ATTR_L_THRESH") or 0,
-        tunnel_type=_TUNNEL_TYPE_BY_CODE.get(
-            attrs.get("IPVS_DEST_ATTR_TUN_TYPE") or 0, TunnelType.IPIP),
-        tunnel_port=socket.ntohs(attrs.get("IPVS_DEST_ATTR_TUN_PORT") or 0),
-        tunnel_checksum=_TUNNEL_CSUM_BY_CODE.get(
-            attrs.get("IPVS_DEST_ATTR_TUN_FLAGS") or 0, "nocsum"),
+    code = (attrs.get("IPVS_DEST_ATTR_FWD_METHOD") or 0) & genl_codec.FWD_MASK
+    settings = genl_codec.destination_settings(
+        code,
+        attrs.get("IPVS_DEST_ATTR_WEIGHT") or 0,
+        attrs.get("IPVS_DEST_ATTR_U_THRESH") or 0,
+        attrs.get("IPVS_DEST_ATTR_L_THRESH") or 0,
+        attrs.get("IPVS_DEST_ATTR_TUN_TYPE") or 0,
+        socket.ntohs(attrs.get("IPVS_DEST_ATTR_TUN_PORT") or 0),
+        attrs.get("IPVS_DEST_ATTR_TUN_FLAGS") or 0,
     )
-    return key, kernel_destination_settings(settings)
+    if settings is None:
+        raise genl_codec.unknown_forwarding(key, code)
+    return key, settings
 
 
 # ------------------------------------------------------------------ statistics
@@ -193,6 +172,22 @@ def _counters(attrs: Any, name: str) -> Counters:
         if field_name is not None and isinstance(value, int):
             values[field_name] = value
     return Counters(**values)
+
+
+def _dumped_service(attrs: Any) -> DumpedService:
+    key, settings = _service_from_attrs(attrs)
+    return DumpedService(key, settings, _counters(attrs, "IPVS_SVC_ATTR_STATS64"))
+
+
+def _dumped_destination(attrs: Any) -> DumpedDestination:
+    key, settings = _destination_from_attrs(attrs)
+    return DumpedDestination(
+        key, settings, _counters(attrs, "IPVS_DEST_ATTR_STATS64"),
+        ConnectionCounts(
+            active=attrs.get("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+            inactive=attrs.get("IPVS_DEST_ATTR_INACT_CONNS") or 0,
+            persistent=attrs.get("IPVS_DEST_ATTR_PERSIST_CONNS") or 0,
+        ))
 
 
 # ------------------------------------------------------------------ batched writing
@@ -419,14 +414,90 @@ class _Replay:
             raise outcome
 
 
+# ------------------------------------------------------------------ reading
+
+class _DumpFailed(Exception):
+    """The kernel answered a dump request with an error."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _DumpReader:
+    """Reads the table with dump requests on a raw generic netlink socket of its own,
+    decoded by `genl_codec` (pyroute2's parser costs seconds for 21,000 entries).
+
+    A netlink socket runs one dump at a time: the services, then each service's real
+    servers, one dump after the other. The kernel fills one datagram (up to 32 KiB)
+    per `recv()`, ending with NLMSG_DONE. A dump the kernel flags NLM_F_DUMP_INTR (the
+    table changed meanwhile) is asked again, up to `ATTEMPTS` times. After any failure
+    the socket is closed (a dump left half-read would refuse the next one, EBUSY)."""
+
+    BUFFER_SIZE = 256 * 1024
+    ATTEMPTS = 5
+    TIMEOUT = 30.0
+
+    def __init__(self, sock: socket.socket, family_id: int) -> None:
+        self.sock = sock
+        self.family_id = family_id
+        self.pid = sock.getsockname()[0]
+        self._seq = 0
+        self._buffer = bytearray(self.BUFFER_SIZE)
+        sock.settimeout(self.TIMEOUT)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        return self._seq
+
+    def dump(self, request: Callable[[int], bytes]) -> list[bytes]:
+        """The attributes of every message answering `request(seq)`; `_DumpFailed`
+        for the kernel's error answer."""
+        for _attempt in range(self.ATTEMPTS):
+            seq = self._next_seq()
+            self.sock.send(request(seq))
+            answer = genl_codec.DumpAnswer(seq)
+            messages: list[bytes] = []
+            view = memoryview(self._buffer)
+            while not answer.done:
+                # MSG_TRUNC: netlink returns the datagram's real length.
+                size = self.sock.recv_into(self._buffer, 0, socket.MSG_TRUNC)
+                if size > len(self._buffer):
+                    raise genl_codec.MalformedAnswer(
+                        f"a {size}-byte netlink answer does not fit {len(self._buffer)} bytes")
+                messages.extend(answer.feed(view[:size]))
+            if answer.error:
+                raise _DumpFailed(answer.error)
+            if not answer.interrupted:
+                return messages
+        raise _DumpFailed(errno.EINTR)
+
+    def read(self) -> list[tuple[DumpedService, list[DumpedDestination]]]:
+        result = []
+        family_id, pid = self.family_id, self.pid
+        for attrs in self.dump(lambda seq: genl_codec.encode_service_dump(
+                family_id, seq, pid=pid)):
+            service = genl_codec.decode_service(attrs)
+            key = service.key
+            try:
+                answers = self.dump(lambda seq, key=key: genl_codec.encode_destination_dump(
+                    key, family_id, seq, pid=pid))
+            except _DumpFailed as error:
+                if error.code == errno.ESRCH:  # deleted since the service dump
+                    continue
+                raise
+            decode = genl_codec.decode_destination
+            result.append((service, [decode(a, key.family) for a in answers]))
+        return result
+
+
 # ------------------------------------------------------------------ the backend
 
 S = TypeVar("S")
 D = TypeVar("D")
-
-
-def _nothing(_attrs: Any) -> None:
-    return None
 
 
 class NetlinkBackend(Backend):
@@ -436,6 +507,10 @@ class NetlinkBackend(Backend):
         self.netns = netns
         self._socket: IPVS | None = None
         self._writer: _BatchWriter | None = None
+        self._reader: _DumpReader | None = None
+        self._raw_dump_failed = False
+        # False: read the table through pyroute2's parser (the fallback), for comparison.
+        self.raw_dump = True
         # What `apply_all` did so far (benchmarks and tests read it).
         self.write_stats = WriteStats()
 
@@ -452,6 +527,7 @@ class NetlinkBackend(Backend):
         return self._socket
 
     def close(self) -> None:
+        self._drop_reader()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -467,54 +543,73 @@ class NetlinkBackend(Backend):
 
     # --------------------------------------------------------------- reading
 
-    def _dump_raw(
-        self, service_value: Callable[[Any], S], dest_value: Callable[[Any], D],
-    ) -> list[tuple[ServiceKey, ServiceSettings, S, list[D]]]:
-        """Every service with `service_value(attributes)` and `dest_value(attributes)`
-        of each real server. pyroute2's messages are let go at once: holding a table's
-        worth of them (21,000) takes gigabytes."""
+    def _read(self) -> list[tuple[DumpedService, list[DumpedDestination]]]:
+        """Every service with its real servers, as the kernel holds them: through the
+        codec on a raw socket, or through pyroute2 if no raw socket can be opened."""
+        family_id = self._ipvs().prid  # the IPVS family's id, resolved by pyroute2
+        if self.raw_dump and self._reader is None and not self._raw_dump_failed:
+            try:
+                self._reader = _DumpReader(_open_genl_socket(self.netns), family_id)
+            except IpvsError:
+                self._raw_dump_failed = True
+        reader = self._reader if self.raw_dump else None
+        if reader is None:
+            return self._read_pyroute2()
+        try:
+            return reader.read()
+        except _DumpFailed as error:
+            self._drop_reader()
+            raise self._read_error(error.code) from error
+        except (OSError, struct.error, genl_codec.MalformedAnswer) as error:
+            self._drop_reader()
+            code = getattr(error, "errno", None) or errno.EBADMSG
+            raise IpvsError(f"reading the IPVS table failed: {error}", None, code) from error
+        except BaseException:
+            self._drop_reader()
+            raise
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @staticmethod
+    def _read_error(code: int) -> IpvsError:
+        return IpvsError(
+            f"reading the IPVS table failed: {os.strerror(code)} "
+            f"(errno {code}; is the ip_vs module loaded?)", None, code)
+
+    def _read_pyroute2(self) -> list[tuple[DumpedService, list[DumpedDestination]]]:
+        """`_read` through pyroute2's parser. Its messages are let go at once: holding
+        a table's worth of them (21,000) takes gigabytes."""
         ipvs = self._ipvs()
         try:
             result = []
             for message in ipvs.service("dump"):
-                attrs = message.get("IPVS_CMD_ATTR_SERVICE")
-                key, settings = _service_from_attrs(attrs)
-                request = _service_key_request(key)
+                service = _dumped_service(message.get("IPVS_CMD_ATTR_SERVICE"))
+                request = _service_key_request(service.key)
                 try:
                     replies = ipvs.dest("dump", request)
                 except NetlinkError as error:
                     if error.code == errno.ESRCH:  # deleted since the service dump
                         continue
                     raise
-                dests = [dest_value(m.get("IPVS_CMD_ATTR_DEST")) for m in replies]
-                result.append((key, settings, service_value(attrs), dests))
+                result.append((service, [_dumped_destination(m.get("IPVS_CMD_ATTR_DEST"))
+                                         for m in replies]))
             return result
         except NetlinkError as error:
-            raise IpvsError(
-                f"reading the IPVS table failed: {os.strerror(error.code)} "
-                f"(errno {error.code}; is the ip_vs module loaded?)", None, error.code,
-            ) from error
+            raise self._read_error(error.code) from error
 
     def dump(self) -> Table:
-        table: Table = {}
-        for key, settings, _, dests in self._dump_raw(_nothing, _destination_from_attrs):
-            table[key] = Service(settings=settings, destinations=dict(dests))
-        return table
+        return {service.key: Service(settings=service.settings,
+                                     destinations={d.key: d.settings for d in dests})
+                for service, dests in self._read()}
 
     def stats(self) -> dict[ServiceKey, ServiceStats]:
         """Counters of every service and real server (the kernel folds them every 2 s)."""
-        result: dict[ServiceKey, ServiceStats] = {}
-
-        def service_counters(attrs: Any) -> Counters:
-            return _counters(attrs, "IPVS_SVC_ATTR_STATS64")
-
-        def dest_counters(attrs: Any) -> tuple[DestinationKey, Counters]:
-            return (_destination_from_attrs(attrs)[0],
-                    _counters(attrs, "IPVS_DEST_ATTR_STATS64"))
-
-        for key, _settings, counters, dests in self._dump_raw(service_counters, dest_counters):
-            result[key] = ServiceStats(service=counters, destinations=dict(dests))
-        return result
+        return {service.key: ServiceStats(service=service.counters,
+                                          destinations={d.key: d.counters for d in dests})
+                for service, dests in self._read()}
 
     # --------------------------------------------------------------- writing
 
@@ -597,11 +692,5 @@ def connection_counts(
     backend: NetlinkBackend,
 ) -> dict[ServiceKey, dict[DestinationKey, ConnectionCounts]]:
     """Per service and real server: the kernel's current connection counts."""
-    def counts(d: Any) -> tuple[DestinationKey, ConnectionCounts]:
-        return _destination_from_attrs(d)[0], ConnectionCounts(
-            active=d.get("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
-            inactive=d.get("IPVS_DEST_ATTR_INACT_CONNS") or 0,
-            persistent=d.get("IPVS_DEST_ATTR_PERSIST_CONNS") or 0,
-        )
-
-    return {key: dict(dests) for key, _settings, _, dests in backend._dump_raw(_nothing, counts)}
+    return {service.key: {d.key: d.connections for d in dests}
+            for service, dests in backend._read()}

@@ -6,7 +6,8 @@ netlink backend against `ipvsadm -R` (ipvsadm-restore), in the same guest run.
     every request, for comparison;
 (b) `ipvsadm -R` of the same table written as `-A`/`-a` rules;
 (c) ours, a 1% change (10 services: one real server removed, one weight changed):
-    the dump (reading the kernel table) timed on its own;
+    the dump (reading the kernel table) timed on its own, and also through pyroute2's
+    parser (the fallback path; ratio column: codec / pyroute2);
 (d) ipvsadm for the same change: the minimal `-d`/`-e` commands through `-R`, and
     `ipvsadm -C` + a full restore.
 Every namespace's table must end up equal (`ipvsadm -Sn`, sorted); times are printed,
@@ -178,6 +179,16 @@ def test_kernel_table_1000_services_x_20_real_servers(make_netns) -> None:
         changed = ours(backend, change)
         unchanged = ours(backend, change)
         assert unchanged.ops == 0
+        # the same dump through pyroute2's parser (the fallback path), for comparison
+        backend.raw_dump = False
+        started = time.perf_counter()
+        pyroute2_dumped = backend.dump()
+        pyroute2_dump = time.perf_counter() - started
+        backend.raw_dump = True
+        started = time.perf_counter()
+        assert backend.dump() == pyroute2_dumped
+        codec_dump = time.perf_counter() - started
+    ipvsadm_list = ipvsadm_timed(ns_ours, "-S", "-n")
 
     with NetlinkBackend(ns_ack_each.name) as backend:
         backend._writer = _BatchWriter(_open_genl_socket(ns_ack_each.name),
@@ -225,6 +236,8 @@ def test_kernel_table_1000_services_x_20_real_servers(make_netns) -> None:
     row("(c) ours 1% change: total", f"{changed.ops} ops", changed.total, minimal,
         f"{changed.ops / empty.ops:.2%} of the from-empty ops; {calls(changed)}")
     row("    dump (21,000 entries)", "", changed.dump, None)
+    row("    dump: codec vs pyroute2's parser", f"{len(pyroute2_dumped)} svcs", codec_dump,
+        pyroute2_dump, f"pyroute2 {pyroute2_dump:.3f} s; ipvsadm -Sn {ipvsadm_list:.3f} s")
     row("    reconcile", "", changed.reconcile, None)
     row("    apply_all (batched)", "", changed.apply, minimal)
     row("    apply_all, NLM_F_ACK on each", "", ack_each_change.apply, minimal)
