@@ -31,7 +31,7 @@ import ipaddress
 import struct
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, nla
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import ipvs as genl_ipvs
 
@@ -56,9 +56,16 @@ _C_DAEMON, _C_TCP, _C_TCP_FIN, _C_UDP = 3, 4, 5, 6
 _NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 
-class _SyncMessage(genl_ipvs.ipvsmsg):
-    """pyroute2's IPVS message with the daemon and timeout attributes typed."""
+class _SyncMessage(genlmsg):
+    """pyroute2's IPVS message with the daemon and timeout attributes typed.
 
+    Not a subclass of pyroute2's `ipvsmsg`: pyroute2 compiles a message class's
+    attribute table once and marks the class, and a subclass inherits that mark, so
+    after any `ipvsmsg` was used a subclass would encode with the parent's table."""
+
+    prefix = "IPVS_CMD_ATTR_"
+    service = genl_ipvs.ipvsmsg.service
+    dest = genl_ipvs.ipvsmsg.dest
     nla_map = (
         ("IPVS_CMD_ATTR_UNSPEC", "none"),
         ("IPVS_CMD_ATTR_SERVICE", "service"),
