@@ -87,7 +87,7 @@ SCHED_FLAG_BITS = {
 }
 
 # IP_VS_CONN_F_* forwarding methods, IP_VS_CONN_F_TUNNEL_TYPE_*, IP_VS_TUNNEL_ENCAP_FLAG_*
-FORWARDING_CODES = {Forwarding.NAT: 0, Forwarding.TUN: 2, Forwarding.DR: 3}
+FORWARDING_CODES = {Forwarding.NAT: 0, Forwarding.LOCAL: 1, Forwarding.TUN: 2, Forwarding.DR: 3}
 TUNNEL_TYPE_CODES = {TunnelType.IPIP: 0, TunnelType.GUE: 1, TunnelType.GRE: 2}
 TUNNEL_CSUM_CODES = {"nocsum": 0, "csum": 1, "remcsum": 2}
 

@@ -43,10 +43,9 @@ class Format(StrEnum):
 # Per service: its own counters and its real servers' (missing ones count as zero).
 ServiceCounters = tuple[Counters, Mapping[DestinationKey, Counters]]
 
-# Keyed by the Forwarding value's text, so that a "LOCAL" method (IP_VS_CONN_F_LOCALNODE,
-# which the kernel reports only when it was set explicitly) is named as ipvsadm names it.
 _FORWARD_NAMES: dict[str, str] = {
-    Forwarding.NAT: "Masq", Forwarding.DR: "Route", Forwarding.TUN: "Tunnel", "LOCAL": "Local"}
+    Forwarding.NAT: "Masq", Forwarding.DR: "Route", Forwarding.TUN: "Tunnel",
+    Forwarding.LOCAL: "Local"}
 _FLAG_BIT = {
     "flag-1": 1, "sh-fallback": 1, "mh-fallback": 1,
     "flag-2": 2, "sh-port": 2, "mh-port": 2,

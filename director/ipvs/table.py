@@ -25,6 +25,10 @@ class Forwarding(StrEnum):
     NAT = "NAT"  # ipvsadm: Masq
     DR = "DR"    # ipvsadm: Route (the kernel's "direct routing")
     TUN = "TUN"  # ipvsadm: Tunnel
+    # ipvsadm: Local (IP_VS_CONN_F_LOCALNODE). The kernel reports it only when a netlink
+    # client set it explicitly; the config never asks for it, but a table read back may
+    # hold it.
+    LOCAL = "LOCAL"
 
 
 class TunnelType(StrEnum):

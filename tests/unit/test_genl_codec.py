@@ -458,13 +458,13 @@ def test_decode_destination_agrees_with_pyroute2(attrs) -> None:
 def test_decode_destination_refuses_an_unknown_forwarding_method_like_pyroute2() -> None:
     data = pyroute2_answer([("IPVS_CMD_ATTR_DEST", {"attrs": [
         ("IPVS_DEST_ATTR_ADDR", "198.51.100.1"), ("IPVS_DEST_ATTR_PORT", 80),
-        ("IPVS_DEST_ATTR_FWD_METHOD", 1), ("IPVS_DEST_ATTR_ADDR_FAMILY", AF4)]})])
+        ("IPVS_DEST_ATTR_FWD_METHOD", 7), ("IPVS_DEST_ATTR_ADDR_FAMILY", AF4)]})])
     with pytest.raises(IpvsError) as codec:
         genl_codec.decode_destination(message_attrs(data))
     with pytest.raises(IpvsError) as pyroute2:
         _dumped_destination(pyroute2_decoded(data).get("IPVS_CMD_ATTR_DEST"))
     assert codec.value.message == pyroute2.value.message
-    assert "forwarding method 1" in codec.value.message
+    assert "forwarding method 7" in codec.value.message
 
 
 # The kernel's own layout (ip_vs_genl_fill_service / _fill_dest): 16-byte addresses,
