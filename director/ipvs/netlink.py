@@ -27,7 +27,7 @@ from pyroute2 import IPVS, IPVSDest, IPVSService
 from pyroute2.netlink.exceptions import NetlinkError
 
 from director.ipvs import backend as backend_module
-from director.ipvs import genl_codec
+from director.ipvs import genl_codec, netlink_sync
 from director.ipvs.backend import Backend, IpvsError
 from director.ipvs.genl_codec import DumpedDestination, DumpedService
 from director.ipvs.table import (
@@ -662,27 +662,21 @@ class NetlinkBackend(Backend):
         return self._writer
 
     # ------------------------------------------------ sync daemons and timeouts
-    # The requests are in `director.ipvs.netlink_sync` (pyroute2 has no message
-    # classes for them).
+    # The requests are in `director.ipvs.netlink_sync` (pyroute2 has no helpers for them).
 
     def sync_daemons(self) -> list[SyncDaemon]:
-        from director.ipvs import netlink_sync
         return netlink_sync.sync_daemons(self._ipvs())
 
     def start_sync_daemon(self, daemon: SyncDaemon) -> None:
-        from director.ipvs import netlink_sync
         netlink_sync.start_sync_daemon(self._ipvs(), daemon)
 
     def stop_sync_daemon(self, state: SyncState) -> None:
-        from director.ipvs import netlink_sync
         netlink_sync.stop_sync_daemon(self._ipvs(), state)
 
     def timeouts(self) -> Timeouts:
-        from director.ipvs import netlink_sync
         return netlink_sync.timeouts(self._ipvs())
 
     def set_timeouts(self, timeouts: Timeouts) -> None:
-        from director.ipvs import netlink_sync
         netlink_sync.set_timeouts(self._ipvs(), timeouts)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import itertools
@@ -44,6 +43,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from vrrp.transport import socket_in_netns
 
 NETNS_DIR = Path("/run/netns")
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -71,7 +72,6 @@ BASE_SYSCTLS: Mapping[str, str] = {
 
 _counter = itertools.count(1)
 _open_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
-_libc = ctypes.CDLL(None, use_errno=True)
 
 T = TypeVar("T")
 
@@ -184,24 +184,7 @@ def open_socket(ns: str, family: int, type: int, proto: int = 0) -> socket.socke
 
     Only the calling thread switches namespace, and only for the socket() call.
     """
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(NETNS_DIR / ns, os.O_RDONLY)
-        try:
-            if _libc.setns(target, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
-            try:
-                return socket.socket(family, type, proto)
-            finally:
-                if _libc.setns(own, CLONE_NEWNET) != 0:
-                    # The thread would stay in the wrong namespace: nothing after this
-                    # could be trusted.
-                    os.abort()
-        finally:
-            os.close(target)
-    finally:
-        os.close(own)
+    return socket_in_netns(ns, family, type, proto)
 
 
 # ---------------------------------------------------------------- processes
