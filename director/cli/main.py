@@ -46,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run the director in the foreground (SIGHUP: reload, SIGTERM: stop)")
     _add_config_arguments(run)
-    run.add_argument("--checkers-only", action="store_true",
-                     help="run the health checks and the IPVS table only (no VRRP)")
+    halves = run.add_mutually_exclusive_group()
+    halves.add_argument("--checkers-only", action="store_true",
+                        help="run the health checks and the IPVS table only (no VRRP)")
+    halves.add_argument("--vrrp-only", action="store_true",
+                        help="run VRRP only: the instances, their VIPs and tracking "
+                             "(SIGTERM: graceful handover, SIGINT: stop at once)")
     run.add_argument("--dry-run", action="store_true",
                      help="keep the IPVS table in memory (starting empty) and log every "
                           "change that would be made to the kernel's")
@@ -76,9 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(options, "handler", None)
     if handler is not None:  # drain, undrain, drains
         return handler(options)
-    if options.command == "run" and not options.checkers_only:
-        print("director run: the VRRP part is not built yet (issue 6); run the health "
-              "checks and the IPVS table alone with --checkers-only", file=sys.stderr)
+    if options.command == "run" and not (options.checkers_only or options.vrrp_only):
+        print("director run: one process for both halves is not built yet; run them as "
+              "two processes: `director run --vrrp-only -f CONF` and `director run "
+              "--checkers-only -f CONF`",
+              file=sys.stderr)
         return 2
     try:
         config, problems = load_config(options.config, strict=options.strict,
@@ -94,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if options.command == "check-servers":
         return _check_servers(config, options.json)
+    if options.command == "run" and options.vrrp_only:
+        return _run_vrrp(options, config)
     if options.command == "run":
         return _run(options, config)
 
@@ -223,6 +231,95 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
         close = getattr(backend, "close", None)
         if close is not None:
             close()
+        for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+    log.info("stopped")
+    return 0
+
+
+def _run_vrrp(options: argparse.Namespace, config) -> int:
+    """`director run --vrrp-only`: the VRRP instances in the foreground until a signal."""
+    import asyncio
+    import logging
+
+    logging.basicConfig(level=options.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("director")
+    try:
+        return asyncio.run(_serve_vrrp(options, config, log))
+    except KeyboardInterrupt:  # a second SIGINT while stopping
+        return 130
+
+
+async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from director.vrrp_scripts import make_run_script
+    from vrrp.runtime import VrrpRuntime
+
+    # pyroute2 resets its logger's level when imported; its debug lines drown ours
+    logging.getLogger("pyroute2").setLevel(max(logging.INFO, logging.getLogger().level))
+
+    if not config.vrrp.instances:
+        log.warning("no vrrp_instance in %s: nothing to do until a reload adds some",
+                    options.config)
+    runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals))
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    graceful = [True]
+    reloads: list[asyncio.Task[None]] = []
+    lock = asyncio.Lock()
+
+    async def reload() -> None:
+        async with lock:
+            log.info("SIGHUP: reloading %s", options.config)
+            try:
+                new, problems = await asyncio.to_thread(
+                    load_config, options.config, strict=options.strict,
+                    config_id=options.config_id, input_format=options.input_format)
+            except ConfigError as error:
+                for problem in error.problems:
+                    log.error("reload: %s", problem)
+                log.error("reload: %s has errors; still running the previous configuration",
+                          options.config)
+                return
+            except Exception as error:  # unreadable file and the like
+                log.error("reload: cannot load %s: %s; still running the previous "
+                          "configuration", options.config, error)
+                return
+            for problem in problems:
+                log.warning("reload: %s", problem)
+            if not stopping.is_set():
+                await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloads.append(task)
+        task.add_done_callback(reloads.remove)
+
+    def on_stop(name: str, hand_over: bool) -> None:
+        if not stopping.is_set():
+            log.info("%s: stopping%s", name, " (graceful handover)" if hand_over else "")
+            graceful[0] = hand_over
+        elif not hand_over:
+            graceful[0] = False
+        stopping.set()
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM", True)
+    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT", False)
+    try:
+        await runtime.start()
+        log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())
+        await stopping.wait()
+    finally:
+        for task in list(reloads):
+            task.cancel()
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
+        await runtime.stop(graceful=graceful[0])
         for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(number)
     log.info("stopped")

@@ -1,0 +1,235 @@
+"""The glue of vrrp.instance without a network: datagram checks and counters, the
+adverts it sends, the actions it carries out, its timer; a fake socket and a fake
+address manager stand in for the kernel (what they record is what the runner asked)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import struct
+
+import pytest
+
+from vrrp.instance import (
+    Dropped,
+    VrrpInstanceRunner,
+    advert_addresses,
+    check_datagram,
+    make_advert,
+)
+from vrrp.machine import State
+from vrrp.packet import Advert, checksum, decode, encode
+from vrrp.spec import Authentication, AuthType, VirtualAddress, VrrpInstance
+from vrrp.track import Effective
+from vrrp.transport import Datagram
+
+OURS = ipaddress.IPv4Address("192.0.2.1")
+PEER = ipaddress.IPv4Address("192.0.2.2")
+GROUP = ipaddress.IPv4Address("224.0.0.18")
+VIP = ipaddress.IPv4Interface("192.0.2.100/24")
+
+
+def inst(**kw) -> VrrpInstance:
+    values = dict(name="VI_1", interface="eth0", virtual_router_id=51, priority=100,
+                  advert_int=0.05, version=3,
+                  virtual_ipaddresses=(VirtualAddress(address=VIP),))
+    values.update(kw)
+    return VrrpInstance(**values)
+
+
+def ipv4(payload: bytes, source=PEER, destination=GROUP, ttl: int = 255) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(payload), 1, 0, ttl, 112, 0,
+                         source.packed, destination.packed)
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + payload
+
+
+def datagram(advert: Advert, *, source=PEER, destination=GROUP, ttl: int = 255,
+             corrupt: bool = False) -> Datagram:
+    payload = bytearray(encode(advert, source, destination))
+    if corrupt:
+        payload[7] ^= 0xFF
+    return Datagram(data=ipv4(bytes(payload), source, destination, ttl), source=source,
+                    destination=destination, ttl=ttl, ifindex=2)
+
+
+class FakeSocket:
+    destinations = (GROUP,)
+
+    def __init__(self):
+        self.sent: list[tuple[bytes, object]] = []
+
+    def send(self, payload: bytes, destination=None) -> int:
+        self.sent.append((payload, destination))
+        return 1
+
+
+class FakeAddresses:
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    def add(self, vip, default):
+        self.calls.append(("add", str(vip.address)))
+        return True
+
+    def remove(self, vip, default):
+        self.calls.append(("remove", str(vip.address)))
+        return True
+
+    def add_route(self, route, default=None):
+        return True
+
+    def remove_route(self, route, default=None):
+        return True
+
+
+def password(text: str) -> Authentication:
+    return Authentication(auth_type=AuthType.PASS, auth_pass=text)
+
+
+def runner(instance: VrrpInstance, **kw):
+    sock, addresses = FakeSocket(), FakeAddresses()
+    states: list[tuple[State, State]] = []
+    r = VrrpInstanceRunner(instance, socket=sock, source=OURS, addresses=addresses,
+                           on_state=lambda _r, old, new, _why: states.append((old, new)), **kw)
+    return r, sock, addresses, states
+
+
+# ----------------------------------------------------------------- pure parts
+
+
+def test_advert_carries_the_vips_of_the_family_and_the_password():
+    instance = inst(version=2, advert_int=1.0,
+                    virtual_ipaddresses=(VirtualAddress(address=VIP),
+                                         VirtualAddress(address=ipaddress.IPv6Interface(
+                                             "2001:db8::1/64"))),
+                    authentication=password("s3cret"))
+    assert advert_addresses(instance) == (VIP.ip,)
+    advert = make_advert(instance, 100)
+    assert advert.auth_type is AuthType.PASS and advert.password == b"s3cret"
+    back = decode(encode(advert, OURS, GROUP), OURS, GROUP)
+    assert back.addresses == (VIP.ip,) and back.priority == 100 and back.vrid == 51
+
+
+@pytest.mark.parametrize(("change", "counter"), [
+    (dict(ttl=254), "bad_ttl"),
+    (dict(corrupt=True), "bad_checksum"),
+])
+def test_bad_datagrams_are_counted(change, counter):
+    instance = inst()
+    with pytest.raises(Dropped) as caught:
+        check_datagram(instance, datagram(make_advert(instance, 100), **change))
+    assert caught.value.counter == counter
+
+
+def test_wrong_vrid_version_and_password():
+    instance = inst()
+    other = inst(virtual_router_id=52)
+    with pytest.raises(Dropped, match="wrong_vrid"):
+        check_datagram(instance, datagram(make_advert(other, 100)))
+    v2 = inst(version=2, advert_int=1.0, authentication=password("good"))
+    with pytest.raises(Dropped, match="bad_version"):
+        check_datagram(v2, datagram(make_advert(instance, 100)))
+    wrong = inst(version=2, advert_int=1.0, authentication=password("bad"))
+    with pytest.raises(Dropped, match="auth_failure"):
+        check_datagram(v2, datagram(make_advert(wrong, 100)))
+    assert check_datagram(v2, datagram(make_advert(v2, 90))).priority == 90
+
+
+def test_unicast_ttl_is_not_checked():
+    instance = inst()
+    ours = ipaddress.IPv4Address("192.0.2.1")
+    got = check_datagram(instance, datagram(make_advert(instance, 100), destination=ours,
+                                            ttl=64))
+    assert got.priority == 100
+
+
+# ----------------------------------------------------------------- the runner
+
+
+async def test_owner_starts_master_adds_vips_then_stops():
+    r, sock, addresses, states = runner(inst(priority=255))
+    r.start()
+    assert r.state is State.MASTER
+    assert len(sock.sent) == 1  # the advert goes out at once
+    sent = decode(sock.sent[0][0], OURS, GROUP)
+    assert sent.priority == 255 and sent.addresses == (VIP.ip,)
+    await r.drain(1)
+    assert addresses.calls == [("add", str(VIP))]
+    assert states == [(State.INIT, State.MASTER)]
+    await asyncio.sleep(0.12)  # the advert timer runs: a few more adverts
+    assert 2 <= len(sock.sent) <= 5
+    r.shutdown(graceful=False)
+    assert await r.stopped(1)
+    assert decode(sock.sent[-1][0], OURS, GROUP).priority == 0
+    assert addresses.calls[-1] == ("remove", str(VIP))
+    assert r.status()["counters"]["priority_zero_sent"] == 1
+    assert r.status()["counters"]["became_master"] == 1
+    await r.close()
+
+
+async def test_backup_hears_a_master_and_counts():
+    instance = inst()
+    r, sock, addresses, _states = runner(instance)
+    r.start()
+    assert r.state is State.BACKUP
+    for _ in range(8):  # a master every 20 ms keeps us backup
+        r.receive(datagram(make_advert(instance, 150)))
+        await asyncio.sleep(0.02)
+    assert r.state is State.BACKUP and not sock.sent
+    r.receive(datagram(make_advert(instance, 150), ttl=1))
+    r.receive(datagram(make_advert(instance, 150), corrupt=True))
+    other = inst(virtual_ipaddresses=(VirtualAddress(
+        address=ipaddress.IPv4Interface("192.0.2.200/24")),))
+    r.receive(datagram(make_advert(other, 150)))
+    counters = r.status()["counters"]
+    assert counters["adverts_received"] == 9
+    assert counters["bad_ttl"] == 1 and counters["bad_checksum"] == 1
+    assert counters["wrong_address_list"] == 1
+    assert r.status()["master"] == str(PEER)
+    # the master goes quiet: master-down (3 x 0.05 + skew) later we take over
+    await asyncio.sleep(0.3)
+    assert r.state is State.MASTER
+    await r.drain(1)
+    assert addresses.calls == [("add", str(VIP))]
+    r.shutdown(graceful=False)
+    await r.stopped(1)
+    await r.close()
+
+
+async def test_tracking_priority_and_fault():
+    instance = inst(priority=255 - 155)
+    r, _sock, _addresses, states = runner(instance)
+    r.apply(Effective(priority=100, pending=True, waiting=("script chk",)))
+    r.start()
+    assert r.state is State.INIT  # waiting for the script's first verdict
+    r.apply(Effective(priority=100))
+    assert r.state is State.BACKUP
+    r.apply(Effective(priority=100, fault=True, faults=("script chk",)))
+    assert r.state is State.FAULT
+    r.apply(Effective(priority=120))
+    assert r.state is State.BACKUP
+    assert r.machine.priority == 120
+    r.shutdown()
+    await r.stopped(1)
+    await r.close()
+    assert [new for _old, new in states] == [State.BACKUP, State.FAULT, State.BACKUP,
+                                            State.STOP]
+
+
+async def test_graceful_shutdown_keeps_the_vips_until_the_new_master():
+    instance = inst(priority=255)
+    r, _sock, addresses, _states = runner(inst(priority=200))
+    r.apply(Effective(priority=200))
+    r.start()
+    await asyncio.sleep(0.25)
+    assert r.state is State.MASTER
+    await r.drain(1)
+    r.shutdown(graceful=True)
+    assert r.machine.handing_over
+    await asyncio.sleep(0.01)
+    assert addresses.calls == [("add", str(VIP))]  # still ours
+    r.receive(datagram(make_advert(instance, 100)))  # the new master
+    assert await r.stopped(1)
+    assert addresses.calls == [("add", str(VIP)), ("remove", str(VIP))]
+    await r.close()

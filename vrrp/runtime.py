@@ -1,0 +1,507 @@
+"""The VRRP side of a director at run time: every instance of a `VrrpConfig`, its
+sockets, tracking, sync groups, notifications, stop and reload.
+
+Public API::
+
+    runtime = VrrpRuntime(config: VrrpConfig, run_script: vrrp.track.RunScript, *,
+                          netns: str | None = None, link_poll: float = 0.2,
+                          file_poll: float = 0.5)
+    await runtime.start()
+    await runtime.reload(new_config: VrrpConfig, run_script: RunScript | None = None)
+    await runtime.stop(graceful: bool = True)
+    runtime.status() -> dict   # {"instances": {NAME: {state, priority, master,
+                               #   counters, ...}}, "sync_groups": {NAME: STATE},
+                               #   "sockets": [...]}
+    runtime.runners -> dict[str, VrrpInstanceRunner]
+
+What it does:
+
+- start: `AddressManager.remove_leftovers` for every instance (VIPs a crashed run left
+  behind), first readings of tracked interfaces and files, then one socket per
+  (interface, family, group, unicast peers, source address) shared by the instances
+  that have the same, datagrams dispatched by VRID (a VRID nobody serves counts
+  ``wrong_vrid`` on the socket's instances), one `VrrpInstanceRunner` each, started;
+  the tracked vrrp_scripts run through the injected ``run_script``
+  (`vrrp.track.ScriptTracker`); interfaces (up and running) are polled every
+  ``link_poll`` s through netlink, track files every ``file_poll`` s.
+- tracking -> each runner's `apply` (priority, fault, pending), at once.
+- sync groups: a member in FAULT (its own tracking) puts every other member in FAULT,
+  and they leave it together (`vrrp.track` rule). Group notifications and FIFO lines
+  when every member is in the same state. NOT done: forcing the other members to
+  MASTER/BACKUP when one changes (the machine has no event for it; members on the same
+  pair of directors with the same priorities move together on their own).
+- notifications (`vrrp.notify`): instance_transition on every state change,
+  notify_priority_changes FIFO lines, FIFOs of global_defs (notify_fifo,
+  vrrp_notify_fifo; created when missing).
+- stop(graceful=True): every master hands over (priority 0, keeps its VIPs until the
+  new master's advert or the longest master-down interval), then STOP; graceful=False:
+  priority 0 and the VIPs removed at once. Then everything recorded as added is
+  removed (`AddressManager.stop`), sockets closed, notify_stop scripts waited for (1 s).
+- reload(new): instances whose settings (and sync group) did not change keep their
+  runner, state and VIPs (no election); changed ones are stopped (priority 0, VIPs
+  removed) and started again; removed ones stop (FAULT/DELETED notification); new
+  ones start. Tracking levels carry over; the script tracker is restarted only when
+  the tracked scripts changed.
+- Not supported (logged): track_process and track_bfd entries count as up; use_vmac /
+  use_ipvlan; v2 auth_type AH (the instance is not started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vrrp.addresses import AddressManager
+from vrrp.garp import GarpSender
+from vrrp.instance import VrrpInstanceRunner, primary_address_of
+from vrrp.machine import State, master_down_interval
+from vrrp.notify import (
+    FifoWriter,
+    Notifier,
+    group_transition,
+    instance_transition,
+    priority_change,
+    removed,
+)
+from vrrp.spec import AddressFamily, IPAddress, VrrpConfig, VrrpInstance
+from vrrp.track import (
+    Effective,
+    Kind,
+    RunScript,
+    ScriptTracker,
+    Tracking,
+    parse_track_file,
+    tracked_scripts,
+)
+from vrrp.transport import Datagram, VrrpSocket
+
+log = logging.getLogger("vrrp")
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+STOP_MARGIN = 1.0  # seconds beyond the longest handover before a forced stop
+
+
+ChannelKey = tuple[str | None, AddressFamily, IPAddress, tuple[IPAddress, ...], IPAddress]
+
+
+@dataclass
+class _Channel:
+    key: ChannelKey
+    socket: VrrpSocket
+    runners: dict[int, VrrpInstanceRunner] = field(default_factory=dict)
+
+    def dispatch(self, datagram: Datagram) -> None:
+        payload = datagram.payload
+        vrid = payload[1] if len(payload) >= 2 else -1
+        runner = self.runners.get(vrid)
+        if runner is not None:
+            runner.receive(datagram)
+            return
+        for other in self.runners.values():
+            other.wrong_vrid()
+
+
+def _channel_key(instance: VrrpInstance, source: IPAddress) -> ChannelKey:
+    return (instance.interface, instance.family, instance.mcast_dst_ip,
+            tuple(p.address for p in instance.unicast_peers), source)
+
+
+def handover_bound(instance: VrrpInstance) -> float:
+    """The longest a graceful handover of ``instance`` can last (seconds)."""
+    return master_down_interval(instance.version, 1, instance.advert_int,
+                                instance.down_timer_adverts)
+
+
+class VrrpRuntime:
+    """See the module docstring."""
+
+    def __init__(self, config: VrrpConfig, run_script: RunScript, *,
+                 netns: str | None = None, link_poll: float = 0.2,
+                 file_poll: float = 0.5) -> None:
+        self.config = config
+        self.netns = netns
+        self.link_poll = link_poll
+        self.file_poll = file_poll
+        self.runners: dict[str, VrrpInstanceRunner] = {}
+        self._run_script = run_script
+        self._channels: dict[ChannelKey, _Channel] = {}
+        self._garp: dict[str, GarpSender] = {}
+        self._addresses = AddressManager(netns)
+        self._links: Any = None  # pyroute2 IPRoute for link polling, in a thread
+        self._tracking = Tracking.for_config(config, time.monotonic())
+        self._scripts: ScriptTracker | None = None
+        self._pollers: list[asyncio.Task[None]] = []
+        self._notifier = Notifier(self._run, self._fifos(config))
+        self._group_state: dict[str, State] = {}
+        self._notified: set[str] = set()
+        self._started = False
+        self._stopping = False
+
+    # ------------------------------------------------------------- start
+
+    async def start(self) -> None:
+        config = self.config
+        removed = await asyncio.to_thread(
+            self._addresses.remove_leftovers, config.instances, config.globals.vmac_prefix)
+        for line in removed:
+            log.warning("removed a leftover of a previous run: %s", line)
+        self._unsupported(config)
+        await self._poll_links_once()
+        self._read_files_once()
+        for instance in config.instances:
+            await self._start_instance(instance)
+        self._start_scripts(config)
+        self._pollers = [asyncio.get_running_loop().create_task(self._poll(), name="vrrp poll")]
+        self._started = True
+        log.info("VRRP running: %d instance(s) on %d socket(s)", len(self.runners),
+                 len(self._channels))
+
+    def _fifos(self, config: VrrpConfig) -> list[FifoWriter]:
+        fifos = []
+        for fifo in (config.globals.notify_fifo, config.globals.vrrp_notify_fifo):
+            if fifo is not None and fifo.path:
+                fifos.append(FifoWriter(fifo.path, create=True))
+        return fifos
+
+    def _unsupported(self, config: VrrpConfig) -> None:
+        now = time.monotonic()
+        for instance in config.instances:
+            if instance.use_vmac or instance.use_ipvlan:
+                log.warning("(%s) use_vmac/use_ipvlan is not supported yet: the VIPs go on "
+                            "%s", instance.name, instance.interface)
+        for tracker in self._tracking.trackers.values():
+            for entry in tracker.tracked:
+                if entry.kind in (Kind.PROCESS, Kind.BFD):
+                    log.warning("%s is not supported yet: counted as up", entry.label)
+                    self._feed(entry.kind, entry.name, True, now)
+
+    async def _start_instance(self, instance: VrrpInstance) -> VrrpInstanceRunner | None:
+        try:
+            source = await asyncio.to_thread(primary_address_of, instance, self._addresses)
+        except Exception as error:
+            log.error("(%s) not started: cannot read the interface's address: %s",
+                      instance.name, error)
+            return None
+        if source is None:
+            log.error("(%s) not started: %s has no %s address to send adverts from",
+                      instance.name, instance.interface, instance.family)
+            return None
+        key = _channel_key(instance, source)
+        channel = self._channels.get(key)
+        if channel is None:
+            box: list[_Channel] = []
+            try:
+                sock = await VrrpSocket.open(
+                    instance.family, instance.interface, group=instance.mcast_dst_ip,
+                    unicast_peers=instance.unicast_peers, source=source,
+                    unicast_ttl=instance.unicast_ttl, netns=self.netns,
+                    on_receive=lambda datagram: box[0].dispatch(datagram) if box else None)
+            except (OSError, ValueError) as error:
+                log.error("(%s) not started: cannot open its VRRP socket: %s",
+                          instance.name, error)
+                return None
+            channel = _Channel(key, sock)
+            box.append(channel)
+            self._channels[key] = channel
+        vrid = instance.virtual_router_id
+        if vrid in channel.runners:
+            log.error("(%s) not started: VRID %d is already used by %s on that interface",
+                      instance.name, vrid, channel.runners[vrid].name)
+            return None
+        try:
+            runner = VrrpInstanceRunner(
+                instance, socket=channel.socket, source=source, addresses=self._addresses,
+                garp=self._garp_sender,
+                garp_interval=(self.config.globals.vrrp_garp_interval
+                               if instance.family is AddressFamily.INET
+                               else self.config.globals.vrrp_gna_interval),
+                on_state=self._on_state, on_priority=self._on_priority,
+                notifier=self._notifier)
+        except ValueError as error:
+            log.error("%s: not started", error)
+            return None
+        channel.runners[vrid] = runner
+        self.runners[instance.name] = runner
+        runner.apply(self._effective(instance.name))
+        runner.start()
+        return runner
+
+    def _garp_sender(self, device: str) -> GarpSender:
+        sender = self._garp.get(device)
+        if sender is None:
+            sender = GarpSender(device, netns=self.netns)
+            self._garp[device] = sender
+        return sender
+
+    def _start_scripts(self, config: VrrpConfig) -> None:
+        scripts = tracked_scripts(config)
+        if not scripts:
+            self._scripts = None
+            return
+        self._scripts = ScriptTracker(scripts, self._run, self._script_changed)
+        self._scripts.start()
+
+    async def _run(self, argv: tuple[str, ...], timeout: float, user: str | None,
+                   group: str | None) -> int | None:
+        """The injected runner, looked up at each run (a reload may replace it)."""
+        return await self._run_script(argv, timeout, user, group)
+
+    # ------------------------------------------------------------- tracking
+
+    def _script_changed(self, name: str, up: bool) -> None:
+        self._feed(Kind.SCRIPT, name, up, time.monotonic())
+
+    def _feed(self, kind: Kind, name: str, level: Any, now: float) -> None:
+        changed = self._tracking.update(kind, name, level, now)
+        touched: set[str] = set()
+        for instance in changed:
+            touched.add(instance)
+            group = self.config.sync_group_of(instance)
+            if group is not None:
+                touched.update(group.group)
+        for instance in self.config.instances:  # config order
+            runner = self.runners.get(instance.name)
+            if instance.name in touched and runner is not None:
+                runner.apply(self._effective(instance.name))
+
+    def _effective(self, name: str) -> Effective:
+        """The instance's own tracking, with the faults of its sync group's members."""
+        effective = self._tracking.effective(name)
+        group = self.config.sync_group_of(name)
+        if group is None:
+            return effective
+        faults = list(effective.faults)
+        for member in group.group:
+            if member == name or member not in self._tracking.trackers:
+                continue
+            other = self._tracking.effective(member)
+            if other.fault:
+                faults.append(f"sync group {group.name}: {member}")
+        return dataclasses.replace(effective, fault=bool(faults), faults=tuple(faults))
+
+    def _link_names(self) -> set[str]:
+        return {e.name for t in self._tracking.trackers.values() for e in t.tracked
+                if e.kind is Kind.INTERFACE}
+
+    def _read_links(self, names: Iterable[str]) -> dict[str, bool]:
+        if self._links is None:
+            from pyroute2 import IPRoute
+
+            self._links = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        flags: dict[str, int] = {}
+        for link in self._links.get_links():
+            flags[link.get_attr("IFLA_IFNAME")] = link["flags"]
+        return {name: bool(flags.get(name, 0) & IFF_UP and flags.get(name, 0) & IFF_RUNNING)
+                for name in names}
+
+    async def _poll_links_once(self) -> None:
+        names = self._link_names()
+        if not names:
+            return
+        try:
+            states = await asyncio.to_thread(self._read_links, names)
+        except Exception as error:
+            log.error("cannot read the interfaces' states: %s", error)
+            return
+        now = time.monotonic()
+        for name, up in states.items():
+            if self._level(Kind.INTERFACE, name) is not up:
+                if self._level(Kind.INTERFACE, name) is not None:
+                    log.warning("interface %s is %s", name, "up" if up else "down")
+                self._feed(Kind.INTERFACE, name, up, now)
+
+    def _level(self, kind: Kind, name: str) -> Any:
+        for tracker in self._tracking.trackers.values():
+            if tracker.tracks(kind, name):
+                return tracker.level(kind, name)
+        return None
+
+    def _read_files_once(self) -> None:
+        now = time.monotonic()
+        for file in self.config.track_files:
+            try:
+                with open(file.file, "rb") as handle:
+                    data = handle.read(127)
+            except OSError:
+                data = None
+            value = parse_track_file(data)
+            if self._level(Kind.FILE, file.name) != value:
+                self._feed(Kind.FILE, file.name, value, now)
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_files = loop.time()
+        while True:
+            await self._poll_links_once()
+            if loop.time() >= next_files:
+                self._read_files_once()
+                next_files = loop.time() + self.file_poll
+            await asyncio.sleep(self.link_poll)
+
+    # ------------------------------------------------------------- notifications
+
+    def _on_state(self, runner: VrrpInstanceRunner, old: State, new: State,
+                  reason: str) -> None:
+        instance = runner.instance
+        if new is State.INIT:
+            return
+        group = self.config.sync_group_of(instance.name)
+        group_state = self._group_state.get(group.name) if group is not None else None
+        first = instance.name not in self._notified
+        self._notified.add(instance.name)
+        self._notifier.send(instance_transition(
+            instance, new, runner.machine.priority,
+            group_state=None if group_state is None else str(group_state), first=first))
+        if group is not None:
+            states = {self.runners[m].state for m in group.group if m in self.runners}
+            if len(states) == 1:
+                (state,) = states
+                if self._group_state.get(group.name) is not state:
+                    self._group_state[group.name] = state
+                    log.info("VRRP_Group(%s) %s", group.name, state)
+                    self._notifier.send(group_transition(group, state))
+
+    def _on_priority(self, runner: VrrpInstanceRunner, priority: int) -> None:
+        log.info("(%s) effective priority %d", runner.name, priority)
+        self._notifier.send(priority_change(
+            runner.instance, runner.state, priority,
+            enabled=(runner.instance.notify_priority_changes
+                     or self.config.globals.vrrp_notify_priority_changes)))
+
+    # ------------------------------------------------------------- stop
+
+    async def _stop_runners(self, runners: list[VrrpInstanceRunner], graceful: bool) -> None:
+        for runner in runners:
+            runner.shutdown(graceful)
+        bounds = [handover_bound(r.instance) + STOP_MARGIN if graceful else STOP_MARGIN
+                  for r in runners]
+        done = await asyncio.gather(*(r.stopped(b) for r, b in zip(runners, bounds,
+                                                                   strict=True)))
+        late = [r for r, ok in zip(runners, done, strict=True) if not ok]
+        for runner in late:
+            log.warning("(%s) did not stop in time: stopping now", runner.name)
+            runner.shutdown(False)
+        if late:
+            await asyncio.gather(*(r.stopped(STOP_MARGIN) for r in late))
+        for runner in runners:
+            await runner.close()
+            self._detach(runner)
+
+    def _detach(self, runner: VrrpInstanceRunner) -> None:
+        self.runners.pop(runner.name, None)
+        for key, channel in list(self._channels.items()):
+            if channel.runners.get(runner.instance.virtual_router_id) is runner:
+                del channel.runners[runner.instance.virtual_router_id]
+            if not channel.runners:
+                channel.socket.close()
+                del self._channels[key]
+
+    async def stop(self, graceful: bool = True) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for task in self._pollers:
+            task.cancel()
+        for task in self._pollers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._scripts is not None:
+            await self._scripts.stop()
+        await self._stop_runners(list(self.runners.values()), graceful)
+        failures = await asyncio.to_thread(self._addresses.stop)
+        for failure in failures:
+            log.error("at stop: %s", failure)
+        for channel in self._channels.values():
+            channel.socket.close()
+        self._channels.clear()
+        for sender in self._garp.values():
+            sender.close()
+        self._garp.clear()
+        await self._notifier.close()
+        await asyncio.to_thread(self._close_netlink)
+
+    def _close_netlink(self) -> None:
+        self._addresses.close()
+        if self._links is not None:
+            self._links.close()
+            self._links = None
+
+    # ------------------------------------------------------------- reload
+
+    async def reload(self, new: VrrpConfig, run_script: RunScript | None = None) -> None:
+        """Apply ``new`` (see the module docstring); ``run_script`` replaces the runner
+        (its script_user and script security come from the config)."""
+        if run_script is not None:
+            self._run_script = run_script
+        old = self.config
+        now = time.monotonic()
+        tracking = Tracking.for_config(new, now)
+        for tracker in self._tracking.trackers.values():
+            for entry in tracker.tracked:
+                level = tracker.level(entry.kind, entry.name)
+                if level is not None:
+                    tracking.update(entry.kind, entry.name, level, now)
+        kept, stopped, started = [], [], []
+        for instance in old.instances:
+            runner = self.runners.get(instance.name)
+            if runner is None:
+                continue
+            other = new.instance(instance.name)
+            if other is not None and other == instance and \
+                    new.sync_group_of(instance.name) == old.sync_group_of(instance.name):
+                kept.append(instance.name)
+            else:
+                stopped.append((runner, other is None))
+        for instance in new.instances:
+            if instance.name not in kept:
+                started.append(instance)
+        log.info("reload: %d instance(s) kept, %d stopped, %d started", len(kept),
+                 len(stopped), len(started))
+        # removed and changed instances stop first (their VRIDs may be reused)
+        removed_ones = [r for r, gone in stopped if gone]
+        for runner in removed_ones:
+            self._notifier.send(removed(runner.instance, runner.machine.priority))
+        await self._stop_runners([r for r, _ in stopped], graceful=False)
+        self.config = new
+        self._tracking = tracking
+        if tracked_scripts(new) != tracked_scripts(old):
+            if self._scripts is not None:
+                await self._scripts.stop()
+            self._start_scripts(new)
+        self._unsupported_new(new, started)
+        for instance in started:
+            await self._start_instance(instance)
+        for name in kept:
+            runner = self.runners[name]
+            runner.instance = new.instance(name) or runner.instance
+            runner.apply(self._effective(name))
+
+    def _unsupported_new(self, config: VrrpConfig, started: list[VrrpInstance]) -> None:
+        now = time.monotonic()
+        for instance in started:
+            if instance.use_vmac or instance.use_ipvlan:
+                log.warning("(%s) use_vmac/use_ipvlan is not supported yet", instance.name)
+            tracker = self._tracking.trackers.get(instance.name)
+            for entry in tracker.tracked if tracker is not None else ():
+                if entry.kind in (Kind.PROCESS, Kind.BFD):
+                    self._feed(entry.kind, entry.name, True, now)
+
+    # ------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "instances": {name: runner.status() for name, runner in self.runners.items()},
+            "sync_groups": {g.name: str(self._group_state.get(g.name, State.INIT))
+                            for g in self.config.sync_groups},
+            "sockets": [{"interface": ch.socket.interface, "family": str(ch.key[1]),
+                         "instances": sorted(r.name for r in ch.runners.values()),
+                         "counters": dataclasses.asdict(ch.socket.counters)}
+                        for ch in self._channels.values()],
+        }
