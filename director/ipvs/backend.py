@@ -165,8 +165,8 @@ def _reason(op: Operation, code: int) -> str:
     if code == errno.ERANGE:
         settings = op.destination_settings
         if settings is not None:
-            return ("weight must not be negative and the lower threshold not above the "
-                    f"upper one (weight {settings.weight}, thresholds "
+            return ("the weight must be 0 to 2147483647 and the lower threshold not above "
+                    f"the upper one (weight {settings.weight}, thresholds "
                     f"{settings.lower_threshold}/{settings.upper_threshold})")
         return "value out of range"
     if code == errno.EINVAL:

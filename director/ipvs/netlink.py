@@ -74,12 +74,38 @@ def _destination_request(
     return IPVSDest(**genl_codec.destination_fields(key, settings))
 
 
+_U16, _U32, _INT = 0xFFFF, 0xFFFFFFFF, 2**31 - 1
+
+
+def _out_of_range(op: Operation) -> list[str]:
+    """'weight -1 is out of range (0-2147483647)' for each number of `op` that no
+    netlink field can carry."""
+    checks: list[tuple[str, int | None, int, int]] = [
+        ("port", op.service.port, _U16, _U16), ("fwmark", op.service.fwmark, _U32, _U32)]
+    if op.service_settings is not None:
+        checks.append(("persistence timeout", op.service_settings.persistence_timeout,
+                       _U32, _U32))
+    if op.destination is not None:
+        checks.append(("real server port", op.destination.port, _U16, _U16))
+    settings = op.destination_settings
+    if settings is not None:
+        checks += [("weight", settings.weight, _U32, _INT),
+                   ("upper threshold", settings.upper_threshold, _U32, _U32),
+                   ("lower threshold", settings.lower_threshold, _U32, _U32),
+                   ("tunnel port", settings.tunnel_port, _U16, _U16)]
+    return [f"{name} {value} is out of range (0-{shown})"
+            for name, value, fits, shown in checks
+            if value is not None and not 0 <= value <= fits]
+
+
 def _local_refusal(op: Operation, error: Exception) -> IpvsError:
     """The refusal of a request that never reached the kernel (it could not be built)."""
     if isinstance(error, (struct.error, OverflowError)):
-        # A number does not fit its netlink field.
-        return IpvsError.refused(
-            op, errno.ERANGE, f"a value does not fit the kernel's field ({error})")
+        # A number does not fit its netlink field: say which.
+        fields = _out_of_range(op)
+        detail = ", ".join(fields) if fields else \
+            f"a value does not fit the kernel's field ({error})"
+        return IpvsError.refused(op, errno.ERANGE, detail)
     # Refused before asking the kernel, with the errno the kernel gives for a malformed
     # request (as the memory backend does).
     return IpvsError.refused(op, errno.EINVAL, str(error))

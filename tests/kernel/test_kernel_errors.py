@@ -230,10 +230,6 @@ def test_a_lower_threshold_above_the_upper_one_fails_its_real_server_only(
     assert "threshold" in message and "10/5" in message, message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the netlink backend reports a weight pyroute2 cannot pack (-1) as 'a value does not "
-    "fit the kernel's field (argument out of range)', naming neither the weight nor its "
-    "value (the memory backend names both)"))
 def test_a_negative_weight_fails_its_real_server_only_and_says_so(lab: LvsLab) -> None:
     message = fails_only_its_real_server(lab, nat(weight=-1))
     assert "weight" in message and "-1" in message, message

@@ -167,11 +167,11 @@ REFUSED = [
                                                     persistence_netmask=40)),
      errno.EINVAL, "not a valid netmask"),
     (Operation(K.ADD_SERVICE, ServiceKey(AF4, Protocol.TCP, ip("192.0.2.1"), 70000),
-               ServiceSettings()), errno.ERANGE, "does not fit"),
+               ServiceSettings()), errno.ERANGE, "port 70000 is out of range (0-65535)"),
     (Operation(K.ADD_SERVICE, ServiceKey(AF4, fwmark=2**32), ServiceSettings()),
-     errno.ERANGE, "does not fit"),
+     errno.ERANGE, "fwmark 4294967296 is out of range"),
     (Operation(K.EDIT_SERVICE, FWM6, ServiceSettings(persistence_timeout=-1)),
-     errno.ERANGE, "does not fit"),
+     errno.ERANGE, "persistence timeout -1 is out of range"),
     (Operation(K.ADD_SERVICE, FWM6, ServiceSettings(persistence_timeout=3,
                                                     persistence_netmask=2**32)),
      errno.ERANGE, "does not fit"),
@@ -183,25 +183,26 @@ REFUSED = [
      "service key without"),
     (Operation(K.ADD_DESTINATION, TCP4, destination=REAL4,
                destination_settings=DestinationSettings(weight=-1)), errno.ERANGE,
-     "argument out of range"),
+     "weight -1 is out of range (0-2147483647)"),
     (Operation(K.EDIT_DESTINATION, TCP4, destination=REAL4,
                destination_settings=DestinationSettings(weight=2**32)), errno.ERANGE,
-     "'I' format requires"),
+     "weight 4294967296 is out of range"),
     (Operation(K.ADD_DESTINATION, TCP4, destination=DestinationKey(ip("198.51.100.1"), 70000),
-               destination_settings=DestinationSettings()), errno.ERANGE, "'H' format"),
+               destination_settings=DestinationSettings()), errno.ERANGE,
+     "real server port 70000 is out of range"),
     (Operation(K.ADD_DESTINATION, TCP4, destination=REAL4,
                destination_settings=DestinationSettings(
                    forwarding=Forwarding.TUN, tunnel_type=TunnelType.GUE,
-                   tunnel_port=70000)), errno.ERANGE, "htons"),
-    # the first problem wins, as on the pyroute2 path: fields before packing...
+                   tunnel_port=70000)), errno.ERANGE, "tunnel port 70000 is out of range"),
+    # every number that does not fit is named
     (Operation(K.ADD_DESTINATION, ServiceKey(AF4, fwmark=2**32), destination=REAL4,
                destination_settings=DestinationSettings(
                    forwarding=Forwarding.TUN, tunnel_type=TunnelType.GUE,
-                   tunnel_port=70000)), errno.ERANGE, "htons"),
-    # ...and the service's attributes before the real server's
+                   tunnel_port=70000)), errno.ERANGE,
+     "fwmark 4294967296 is out of range (0-4294967295), tunnel port 70000 is out of range"),
     (Operation(K.ADD_DESTINATION, ServiceKey(AF4, fwmark=2**32), destination=REAL4,
                destination_settings=DestinationSettings(weight=-1)), errno.ERANGE,
-     "'I' format requires"),
+     "fwmark 4294967296 is out of range (0-4294967295), weight -1 is out of range"),
 ]
 
 
