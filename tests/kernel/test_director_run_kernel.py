@@ -218,3 +218,37 @@ def test_keep_ipvs_and_foreign_services(lab: LvsLab, run):
     assert director.stop() == 0, director.output()
     assert SERVICE not in netns.listing()
     assert netns.rules() == [r for r in foreign if f"{VIP}:25" in r]
+
+
+def test_a_service_the_kernel_refuses_is_logged_and_the_rest_carries_traffic(
+        lab: LvsLab, run, tmp_path: Path):
+    """`twos` passes the config check but this kernel has no ip_vs_twos: the director
+    says which service and why, once, and the other service works."""
+    lab.start_servers([("nat1", PORT), ("nat2", PORT)])
+    refused_port = PORT + 1
+    (tmp_path / "keepalived.conf").write_text(config_text() + f"""
+virtual_server {VIP} {refused_port} {{
+    delay_loop 1
+    lb_algo twos
+    lb_kind NAT
+    protocol TCP
+    real_server {NAT1} {PORT} {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+}}
+""")
+    director = run()
+    director.logged("running:")
+    both = {f"{NAT1}:{PORT}": 1, f"{NAT2}:{PORT}": 1}
+    wait_for(lambda: weights(lab) == both, CHECK_TIMEOUT, "the good service")
+    director.logged(f"cannot add virtual service TCP {VIP}:{refused_port}: unknown scheduler "
+                    "'twos'", 1)
+    assert {lab.request(PORT) for _ in range(4)} == {"nat1", "nat2"}
+    assert f"TCP {VIP}:{refused_port}" not in lab.directors[0].netns.listing()
+    time.sleep(2.5)  # check rounds go by: the refusal is not logged again
+    assert director.output().count(f"TCP {VIP}:{refused_port}: unknown scheduler") == 1, \
+        director.output()
+    assert director.proc.poll() is None
+    assert director.stop() == 0, director.output()
