@@ -43,8 +43,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -68,11 +67,10 @@ from director.ipvs.table import (
     Operation,
     OperationKind,
     ServiceKey,
-    SyncDaemon,
-    SyncState,
     Table,
     Timeouts,
 )
+from director.ipvs.threaded import ThreadedBackend
 from director.pool import (
     QuorumAction,
     QuorumChanged,
@@ -87,6 +85,7 @@ from director.pool import (
     shutdown_notifies,
     virtual_server_id,
 )
+from director.sync_daemons import SyncDaemonFollower
 from director.sync_policy import desired_timeouts
 
 log = logging.getLogger("director.balancer")
@@ -112,57 +111,6 @@ class Scripts(Protocol):
 def server_key(rs_id: RealServerId) -> str:
     """The CheckEngine key of a real server: stable across reloads."""
     return f"{rs_id.virtual_server}|{rs_id.address}|{rs_id.port}"
-
-
-class ThreadedBackend:
-    """A backend whose every call runs in one thread of its own, made there too.
-
-    pyroute2's synchronous sockets drive an asyncio loop of their own, and take the
-    thread's running loop when there is one: inside the balancer's loop every request
-    fails ("This event loop is already running"). The caller still waits for each
-    call (netlink requests take microseconds to milliseconds)."""
-
-    def __init__(self, factory: Callable[[], Backend]) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs")
-        self._backend: Backend = self._executor.submit(factory).result()
-
-    def _call(self, name: str, *args: Any) -> Any:
-        return self._executor.submit(getattr(self._backend, name), *args).result()
-
-    async def call(self, name: str, *args: Any) -> Any:
-        """The same call, awaited: the loop goes on meanwhile."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, getattr(self._backend, name), *args)
-
-    def dump(self) -> Table:
-        return self._call("dump")
-
-    def apply(self, op: Operation) -> None:
-        self._call("apply", op)
-
-    def apply_all(self, ops: Iterable[Operation]) -> list[IpvsError]:
-        return self._call("apply_all", list(ops))
-
-    def sync_daemons(self) -> list[SyncDaemon]:
-        return self._call("sync_daemons")
-
-    def start_sync_daemon(self, daemon: SyncDaemon) -> None:
-        self._call("start_sync_daemon", daemon)
-
-    def stop_sync_daemon(self, state: SyncState) -> None:
-        self._call("stop_sync_daemon", state)
-
-    def timeouts(self) -> Timeouts:
-        return self._call("timeouts")
-
-    def set_timeouts(self, timeouts: Timeouts) -> None:
-        self._call("set_timeouts", timeouts)
-
-    def close(self) -> None:
-        close = getattr(self._backend, "close", None)
-        if close is not None:
-            self._executor.submit(close).result()
-        self._executor.shutdown(wait=True)
 
 
 def describe_operation(op: Operation, actual: Table) -> str:
@@ -263,6 +211,7 @@ class Balancer:
         self._next_resync = 0.0
         self._pass_lock = asyncio.Lock()
         self._kernel_timeouts: Timeouts | None = None  # as found, before lvs_timeouts
+        self._sync: SyncDaemonFollower | None = None
         self._origins: dict[ServiceKey, str] = {}
         self._problems: dict[tuple[Any, ...], str] = {}  # logged refusals, by operation
         self._held: dict[tuple[Any, ...], _Held] = {}
@@ -293,6 +242,7 @@ class Balancer:
         if self._scripts is None:
             self._scripts = self._new_runner(self.config)
         self._apply_timeouts(None, self.config)
+        self._follow_sync(self.config)
         actual = await self._ipvs("dump")
         if self.config.global_defs.lvs_flush and actual:
             log.info("lvs_flush: deleting every virtual service in the IPVS table (%d)",
@@ -340,6 +290,7 @@ class Balancer:
             self._scripts = self._new_runner(config)
             self._old_runners.append(asyncio.get_running_loop().create_task(previous.close()))
         self._apply_timeouts(old, config)
+        self._follow_sync(config)
         known = set(self._servers)
         self._index(config)
         servers = self._checker_map(config)
@@ -393,6 +344,7 @@ class Balancer:
         else:
             self._shutdown_scripts()
             await self._remove_table()
+            self._follow_sync(self.config, stopping=True)
         if self._scripts is not None:
             await self._scripts.close()
         if self._old_runners:
@@ -430,6 +382,19 @@ class Balancer:
             return
         log.info("%sipvs: set timeouts tcp %d tcpfin %d udp %d (0: unchanged)",
                  self._prefix(), wanted.tcp, wanted.tcp_fin, wanted.udp)
+
+    def _follow_sync(self, config: Config, stopping: bool = False) -> None:
+        """lvs_sync_daemon without a vrrp_instance: a master and a backup daemon all
+        along, run by this half as keepalived's checker process does (with an
+        instance named, the VRRP half starts and stops them as its state changes)."""
+        setting = config.global_defs.lvs_sync_daemon
+        if self._sync is None or self._sync.setting != setting:
+            if self._sync is not None and self._sync.setting is not None \
+                    and self._sync.setting.vrrp_instance is None:
+                self._sync.follow("STOP")  # the old setting's daemons go
+            self._sync = SyncDaemonFollower(setting, self.backend)
+        if setting is not None and setting.vrrp_instance is None:
+            self._sync.follow("STOP" if stopping else None)
 
     def _index(self, config: Config) -> None:
         self._servers = {}

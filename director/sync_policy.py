@@ -81,8 +81,11 @@ def desired_sync_daemons(setting: LvsSyncDaemon | None, vrrp_state: str | None,
                          vrid: int | None = None) -> frozenset[SyncDaemon]:
     """The daemons keepalived would have running: `vrrp_state` is the state of the
     instance `setting` names ("MASTER", "BACKUP", "FAULT", "INIT"; None before it
-    has one; "STOP" when shutting down), `vrid` its virtual router id."""
+    has one; "STOP" when shutting down: then none, named instance or not), `vrid`
+    its virtual router id."""
     if setting is None or not setting.interface:
+        return frozenset()
+    if vrrp_state is not None and vrrp_state.upper() in _STOPPED_STATES:
         return frozenset()
     if setting.vrrp_instance is None:
         sync_id = setting.sync_id if setting.sync_id is not None else 0
@@ -127,16 +130,21 @@ def sync_daemon_changes(desired: Iterable[SyncDaemon],
     return stops + starts
 
 
+def apply_sync_change(backend: Backend, change: SyncChange) -> None:
+    """Carry one change out; `IpvsError` when the kernel refuses it."""
+    if change.daemon is not None:
+        backend.start_sync_daemon(change.daemon)
+    elif change.stop is not None:
+        backend.stop_sync_daemon(change.stop)
+
+
 def apply_sync_changes(backend: Backend, changes: Iterable[SyncChange]) -> list[IpvsError]:
     """Carry the changes out, collecting refusals rather than stopping at the first
     (a backup daemon that cannot start must not keep the master from stopping)."""
     failures: list[IpvsError] = []
     for change in changes:
         try:
-            if change.daemon is not None:
-                backend.start_sync_daemon(change.daemon)
-            elif change.stop is not None:
-                backend.stop_sync_daemon(change.stop)
+            apply_sync_change(backend, change)
         except IpvsError as failure:
             failures.append(failure)
     return failures

@@ -704,3 +704,16 @@ def test_describe_operation():
         {"sh-port"}), persistence_timeout=300))
     assert describe_operation(op, {}) == \
         "add virtual service TCP 192.0.2.10:80: scheduler sh flags sh-port persistent 300"
+
+
+async def test_a_sync_daemon_setting_without_an_instance_runs_both_daemons_until_stop(
+        tmp_path, probe, scripts):
+    config = load(tmp_path, "global_defs {\n lvs_sync_daemon eth1 id 7\n}\n" +
+                  virtual_server(real_server(11)))
+    backend = MemoryBackend()
+    b = make(config, backend, tmp_path, probe, scripts)
+    await b.start()
+    running = {(d.state.value, d.interface, d.sync_id) for d in backend.sync_daemons()}
+    assert running == {("master", "eth1", 7), ("backup", "eth1", 7)}
+    await b.stop()
+    assert backend.sync_daemons() == []
