@@ -28,19 +28,25 @@ Public API::
     runner = VrrpInstanceRunner(instance: VrrpInstance, *, socket: VrrpSocket,
         source: IPAddress, addresses: AddressManager, garp: Callable[[str], GarpSender]
         | None = None, garp_interval: float = 0.0, on_state=None, on_priority=None,
-        notifier: Notifier | None = None, loop=None)
+        notifier: Notifier | None = None, loop=None, synced: bool = False,
+        on_sync=None)
         source: our primary address (unicast_src_ip, or the interface's), in adverts'
         checksums and elections. garp(device) gives the sender for a device.
         on_state(runner, old: State, new: State, reason: str); on_priority(runner,
-        priority: int).
+        priority: int). synced: a vrrp_sync_group member (`Machine(synced=True)`);
+        on_sync(runner, what: str) is called soon (loop.call_soon, never nested in an
+        event) with "want_master" (the machine's WantMaster: it stays BACKUP until the
+        group sends force(MASTER)) or "left_master" (MASTER -> BACKUP).
     runner.start()                    # Start now (or once tracking is not pending)
     runner.receive(datagram: Datagram)   # a datagram for this instance's socket
     runner.wrong_vrid()               # a datagram for a VRID nobody here serves
     runner.apply(effective: Effective)
     runner.shutdown(graceful: bool)   # Shutdown event
+    runner.force(state: State, reason="")  # Force event (sync groups: MASTER/BACKUP)
     await runner.stopped(timeout)     # until STOP (or timeout); True if stopped
     await runner.close()              # cancel timers and the worker (no I/O)
-    runner.state, runner.machine, runner.counters (dict[str, int]), runner.status()
+    runner.state, runner.machine, runner.pending, runner.counters (dict[str, int]),
+    runner.status()
 
 Counters (ints): adverts_sent, adverts_received, send_errors, bad_checksum, bad_ttl,
 auth_failure, bad_version, bad_type, bad_length, wrong_vrid, wrong_address_list,
@@ -69,6 +75,7 @@ from vrrp.machine import (
     Event,
     FaultOff,
     FaultOn,
+    Force,
     GarpKind,
     LowerPriorityReceived,
     Machine,
@@ -81,6 +88,7 @@ from vrrp.machine import (
     State,
     StateChanged,
     Timeout,
+    WantMaster,
 )
 from vrrp.notify import Notifier, rx_lower_priority
 from vrrp.packet import Advert, PacketError, decode, decode_ipv4, encode, verify_auth
@@ -159,7 +167,9 @@ class VrrpInstanceRunner:
                  on_state: Callable[[VrrpInstanceRunner, State, State, str], None] | None = None,
                  on_priority: Callable[[VrrpInstanceRunner, int], None] | None = None,
                  notifier: Notifier | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 synced: bool = False,
+                 on_sync: Callable[[VrrpInstanceRunner, str], None] | None = None) -> None:
         if instance.version == 2 and instance.authentication is not None and \
                 instance.authentication.auth_type is AuthType.AH:
             raise ValueError(f"({instance.name}) auth_type AH is not supported yet")
@@ -168,7 +178,8 @@ class VrrpInstanceRunner:
         self.socket = socket
         self.source = source
         self.addresses = addresses
-        self.machine = Machine(instance, source)
+        self.machine = Machine(instance, source, synced=synced)
+        self._on_sync = on_sync
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._garp = garp
         self._garp_policy = garp_mod.GarpPolicy.from_instance(instance, garp_interval)
@@ -199,6 +210,11 @@ class VrrpInstanceRunner:
     def started(self) -> bool:
         return self._started
 
+    @property
+    def pending(self) -> bool:
+        """Tracking has no verdict yet for a weight-0 entry (the machine waits in INIT)."""
+        return self._effective is not None and self._effective.pending
+
     def status(self) -> dict[str, Any]:
         m = self.machine
         counters = dict(self.counters)
@@ -210,6 +226,7 @@ class VrrpInstanceRunner:
                 "interface": self.instance.interface, "family": str(self.instance.family),
                 "version": self.instance.version, "state": str(m.state),
                 "handing_over": m.handing_over, "priority": m.priority,
+                "synced": m.synced, "wants_master": m.wants_master,
                 "base_priority": m.base_priority, "fault": m.fault,
                 "address": str(m.address),
                 "master": None if m.master_address is None else str(m.master_address),
@@ -262,6 +279,11 @@ class VrrpInstanceRunner:
         if not self._started and self.machine.state is State.INIT:
             self._started = True
         self._handle(Shutdown(graceful=graceful))
+
+    def force(self, state: State, reason: str = "") -> None:
+        """A sync group moves this instance (MASTER or BACKUP; ignored in INIT, FAULT,
+        STOP and during a handover)."""
+        self._handle(Force(state, reason))
 
     def wrong_vrid(self) -> None:
         self.counters["wrong_vrid"] += 1
@@ -324,9 +346,15 @@ class VrrpInstanceRunner:
             elif isinstance(action, StateChanged):
                 if action.old is State.MASTER:
                     self._cancel_garp()
+                    if action.new is State.BACKUP:
+                        self._sync_soon("left_master")
                 batch.append(action)
             elif isinstance(action, AdvertDiscarded):
                 self._discarded(action)
+            elif isinstance(action, WantMaster):
+                log.info("(%s) wants MASTER (%s): the sync group decides", self.name,
+                         action.reason)
+                self._sync_soon("want_master")
             elif isinstance(action, LowerPriorityReceived):
                 if self._notifier is not None and self.instance.notify_master_rx_lower_pri:
                     self._notifier.send(rx_lower_priority(self.instance, action.priority))
@@ -336,6 +364,19 @@ class VrrpInstanceRunner:
                 batch.append(action)
         if batch:
             self._queue.put_nowait(batch)
+
+    def _sync_soon(self, what: str) -> None:
+        """Tell the sync group (after this event's actions are queued, never nested)."""
+        if self._on_sync is not None:
+            self._loop.call_soon(self._sync_callback, what)
+
+    def _sync_callback(self, what: str) -> None:
+        if self._on_sync is None or self.machine.state is State.STOP:
+            return
+        try:
+            self._on_sync(self, what)
+        except Exception:
+            log.exception("(%s) sync group callback failed", self.name)
 
     async def _work(self) -> None:
         while True:

@@ -15,12 +15,15 @@ timers are `Machine.timers`: ``advert`` (MASTER), ``master_down`` and ``preempt`
 
 Public API::
 
-    machine = Machine(instance: vrrp.spec.VrrpInstance, address: IPAddress)
+    machine = Machine(instance: vrrp.spec.VrrpInstance, address: IPAddress, *,
+                      synced: bool = False)
         address: our primary address, the one adverts are sent from (unicast_src_ip, or
         the interface's first address of the family); it breaks priority ties.
+        synced: a vrrp_sync_group member (never takes over on its own: WantMaster).
     machine.handle(event, now: float) -> list[Action]
     machine.next_deadline -> float | None
     machine.state -> State; .handing_over -> bool; .holds_addresses -> bool
+    machine.synced -> bool; .wants_master -> bool (a synced BACKUP that asked)
     machine.instance, .priority (effective), .base_priority, .fault, .address
     machine.master_address, .master_priority (the current master as last heard; ours
         in MASTER; None when unknown), .master_adver_interval, .master_down_interval,
@@ -33,7 +36,8 @@ Events: `Start()`; `AdvertReceived(source, priority, interval, addresses_match=T
 `Timeout()`; `PriorityChanged(priority)` (the effective priority from tracking; clamped
 to 1-254, ignored for an address owner as keepalived ignores its weights);
 `FaultOn(reason="")` / `FaultOff(reason="")` (a level: the caller aggregates its
-trackers); `Shutdown(graceful=False)`.
+trackers); `Shutdown(graceful=False)`; `Force(state, reason="")` (a sync group moves
+this member to `State.MASTER` or `State.BACKUP`; any other state: ValueError).
 
 Actions: `SendAdvert(priority)`; `AddAddresses()`; `RemoveAddresses()` (VIPs, excluded
 VIPs, virtual routes and rules: the adapter's business); `SendGratuitous(kind)` (one
@@ -41,9 +45,11 @@ burst now; the adapter repeats it per garp_master_delay/repeat/refresh for
 `GarpKind.MASTER`, per garp_lower_prio_delay/repeat for `GarpKind.LOWER_PRIORITY`);
 `StateChanged(old, new, reason)` (notify scripts, FIFO, log); `AdvertDiscarded(source,
 priority, reason)` (count, log); `LowerPriorityReceived(source, priority)`
-(notify_master_rx_lower_pri). Becoming master is always SendAdvert, AddAddresses,
-SendGratuitous, StateChanged: the advert first, so an old master lets go of the
-addresses before our gratuitous ARPs (keepalived's order).
+(notify_master_rx_lower_pri); `WantMaster(reason)` (a sync group member would take
+over on its own: it stays BACKUP, the glue asks `vrrp.track.sync_transition` and sends
+Force(MASTER) to the members when the whole group may go). Becoming master is always
+SendAdvert, AddAddresses, SendGratuitous, StateChanged: the advert first, so an old
+master lets go of the addresses before our gratuitous ARPs (keepalived's order).
 
 Counters: the machine counts only what it alone knows (`MachineCounters`:
 became_master, released_master, priority_zero_sent, priority_zero_received); adverts
@@ -53,7 +59,9 @@ here as `AdvertDiscarded`) are the adapter's.
 Not the machine's job: the unicast peer set, TTL, checksums and authentication (the
 transport drops and counts; the machine sees accepted adverts only); accept/no_accept
 (the adapter installs or removes its firewall rules with the addresses); gratuitous
-ARP repetition and refresh; sync groups (the glue feeds FaultOn/FaultOff to members).
+ARP repetition and refresh; the sync group rule itself (the glue feeds FaultOn/FaultOff
+to every member when one faults, asks `sync_transition` on WantMaster and on a member
+leaving MASTER, and sends Force).
 
 Rules (keepalived 2.2.7's behaviour unless marked "beyond keepalived"):
 
@@ -228,6 +236,29 @@ every row; `render_table()` prints it::
       -> nothing => FAULT
   fault-shutdown               FAULT + Shutdown
       -> StateChanged => STOP
+  sync-init-start-owner        INIT + Start
+      if in a sync group, address owner, no fault: the group decides
+      -> StateChanged, WantMaster => BACKUP
+  sync-backup-take-over        BACKUP + Timeout/AdvertReceived/PriorityChanged
+      if in a sync group, where backup-timeout-down, backup-timeout-preempt, backup-advert-
+         lower or backup-priority-takeover would take over: stay BACKUP, want MASTER,
+         restart the master-down timer (keepalived's vrrp_sync_can_goto_master); an advert
+         >= ours clears the wish
+      -> WantMaster => BACKUP
+  sync-fault-off-owner         FAULT + FaultOff
+      if in a sync group, address owner: the group decides
+      -> StateChanged, WantMaster => BACKUP
+  force-backup-master          BACKUP + Force(MASTER)
+      if the sync group goes MASTER
+      -> SendAdvert, AddAddresses, SendGratuitous, StateChanged => MASTER
+  force-master-backup          MASTER + Force(BACKUP)
+      if the sync group goes BACKUP: no priority 0 (keepalived's vrrp_sync_backup), master-
+         down timer N x advert_int + skew
+      -> RemoveAddresses, StateChanged => BACKUP
+  force-ignored                INIT/BACKUP/MASTER/FAULT + Force
+      if already in that state, or INIT, FAULT (a fault is a level: FaultOn/FaultOff), a
+         handover
+      -> nothing => unchanged
   stop-any                     STOP + any
       if ignored
       -> nothing => STOP
@@ -342,8 +373,17 @@ class Shutdown:
     graceful: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Force:
+    """A sync group moves this member: ``state`` is `State.MASTER` or `State.BACKUP`
+    (FAULT comes from FaultOn/FaultOff, a level). See the force-* rows."""
+
+    state: State
+    reason: str = ""
+
+
 Event: TypeAlias = (Start | AdvertReceived | Timeout | PriorityChanged | FaultOn | FaultOff
-                    | Shutdown)
+                    | Shutdown | Force)
 
 
 # ----------------------------------------------------------------- actions (outputs)
@@ -399,8 +439,17 @@ class LowerPriorityReceived:
     priority: int
 
 
+@dataclass(frozen=True, slots=True)
+class WantMaster:
+    """A sync group member would become MASTER on its own (master-down timer, a
+    lower-priority master it preempts, address owner): it stays BACKUP and the group
+    decides (`vrrp.track.sync_transition`), then sends Force(MASTER) to every member."""
+
+    reason: str
+
+
 Action: TypeAlias = (SendAdvert | AddAddresses | RemoveAddresses | SendGratuitous
-                     | StateChanged | AdvertDiscarded | LowerPriorityReceived)
+                     | StateChanged | AdvertDiscarded | LowerPriorityReceived | WantMaster)
 
 
 @dataclass(slots=True)
@@ -553,6 +602,28 @@ TRANSITIONS: tuple[Transition, ...] = (
                "FAULT"),
     Transition("fault-shutdown", "FAULT", "Shutdown", "", ("StateChanged",), "STOP"),
 
+    Transition("sync-init-start-owner", "INIT", "Start",
+               "in a sync group, address owner, no fault: the group decides",
+               ("StateChanged", "WantMaster"), "BACKUP"),
+    Transition("sync-backup-take-over", "BACKUP", "Timeout/AdvertReceived/PriorityChanged",
+               "in a sync group, where backup-timeout-down, backup-timeout-preempt, "
+               "backup-advert-lower or backup-priority-takeover would take over: stay "
+               "BACKUP, want MASTER, restart the master-down timer (keepalived's "
+               "vrrp_sync_can_goto_master); an advert >= ours clears the wish",
+               ("WantMaster",), "BACKUP"),
+    Transition("sync-fault-off-owner", "FAULT", "FaultOff",
+               "in a sync group, address owner: the group decides",
+               ("StateChanged", "WantMaster"), "BACKUP"),
+    Transition("force-backup-master", "BACKUP", "Force(MASTER)",
+               "the sync group goes MASTER", BECOME_MASTER, "MASTER"),
+    Transition("force-master-backup", "MASTER", "Force(BACKUP)",
+               "the sync group goes BACKUP: no priority 0 (keepalived's vrrp_sync_backup), "
+               "master-down timer N x advert_int + skew",
+               ("RemoveAddresses", "StateChanged"), "BACKUP"),
+    Transition("force-ignored", "INIT/BACKUP/MASTER/FAULT", "Force",
+               "already in that state, or INIT, FAULT (a fault is a level: FaultOn/FaultOff), "
+               "a handover", (), "unchanged"),
+
     Transition("stop-any", "STOP", "any", "ignored", (), "STOP"),
     Transition("any-start", "BACKUP/MASTER/FAULT", "Start", "ignored", (), "unchanged"),
     Transition("any-fault-repeat", "BACKUP/MASTER", "FaultOff",
@@ -599,8 +670,11 @@ class _Timers:
 class Machine:
     """One VRRP instance's state machine. See the module docstring."""
 
-    def __init__(self, instance: VrrpInstance, address: IPAddress) -> None:
+    def __init__(self, instance: VrrpInstance, address: IPAddress, *,
+                 synced: bool = False) -> None:
         self._instance = instance
+        self._synced = synced
+        self._wants_master = False
         self._address = address
         self._version = instance.version
         self._advert_int = instance.advert_int
@@ -626,6 +700,16 @@ class Machine:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def synced(self) -> bool:
+        """A sync group member: it never takes over on its own (WantMaster)."""
+        return self._synced
+
+    @property
+    def wants_master(self) -> bool:
+        """A sync group member in BACKUP that would be MASTER on its own."""
+        return self._wants_master
 
     @property
     def handing_over(self) -> bool:
@@ -716,6 +800,8 @@ class Machine:
                 self._on_fault_off(event.reason, now, out)
             case Shutdown():
                 self._on_shutdown(event.graceful, now, out)
+            case Force():
+                self._on_force(event.state, event.reason, now, out)
             case _:
                 raise TypeError(f"not a VRRP machine event: {event!r}")
         return out
@@ -730,11 +816,11 @@ class Machine:
             name, when = earliest
             setattr(self._timers, name, None)
             if name == "master_down":
-                self._become_master(now, "no advert within the master-down interval", out)
+                self._take_over(now, "no advert within the master-down interval", out)
             elif name == "preempt":
                 if (self._master_priority is not None
                         and self._priority > self._master_priority):
-                    self._become_master(
+                    self._take_over(
                         now, f"preempt delay over, master {self._master_address} has "
                         f"priority {self._master_priority} < {self._priority}", out)
             elif name == "handover":
@@ -763,11 +849,23 @@ class Machine:
         out.append(SendAdvert(priority))
 
     def _change(self, new: State, reason: str, out: list[Action]) -> None:
+        self._wants_master = False
         old = self._state
         self._state = new
         out.append(StateChanged(old, new, reason))
 
+    def _take_over(self, now: float, reason: str, out: list[Action]) -> None:
+        """BACKUP would become MASTER on its own: at once, or in a sync group ask."""
+        if not self._synced:
+            self._become_master(now, reason, out)
+            return
+        self._wants_master = True
+        self._timers.preempt = None
+        self._timers.master_down = now + self._down_interval()
+        out.append(WantMaster(reason))
+
     def _become_master(self, now: float, reason: str, out: list[Action]) -> None:
+        self._wants_master = False
         self._timers.clear()
         self._send(self._priority, out)
         out.append(AddAddresses())
@@ -780,6 +878,7 @@ class Machine:
         self.counters.became_master += 1
 
     def _enter_backup(self, now: float, down: float, reason: str, out: list[Action]) -> None:
+        self._wants_master = False
         self._timers.clear()
         self._change(State.BACKUP, reason, out)
         self._timers.master_down = now + down
@@ -802,7 +901,11 @@ class Machine:
             self._change(State.FAULT, f"fault at start: {self._fault_reason}".rstrip(": "),
                          out)
         elif self._base_priority == PRIORITY_OWNER:
-            self._become_master(now, "address owner (priority 255)", out)
+            if self._synced:
+                self._enter_backup(now, self._down_interval(), "start (sync group)", out)
+                self._take_over(now, "address owner (priority 255)", out)
+            else:
+                self._become_master(now, "address owner (priority 255)", out)
         elif self._instance.state is InstanceState.MASTER and not self._instance.nopreempt:
             self._enter_backup(now, self._down_interval(1),
                                "start (state MASTER: listening one advert interval)", out)
@@ -858,6 +961,7 @@ class Machine:
         instance = self._instance
         if instance.nopreempt or advert.priority >= self._priority:
             self._learn_master(advert)
+            self._wants_master = False
             self._timers.preempt = None
             self._timers.master_down = now + self._down_interval()
             return
@@ -868,8 +972,9 @@ class Machine:
             if self._timers.preempt is None:
                 self._timers.preempt = now + instance.preempt_delay
             return
-        self._become_master(now, f"preempting {advert.source}: its priority "
-                            f"{advert.priority} < {self._priority}", out)
+        self._learn_master(advert)
+        self._take_over(now, f"preempting {advert.source}: its priority "
+                        f"{advert.priority} < {self._priority}", out)
 
     def _master_advert(self, advert: AdvertReceived, now: float, out: list[Action]) -> None:
         instance = self._instance
@@ -913,12 +1018,14 @@ class Machine:
             above = self._master_priority is not None and priority > self._master_priority
             if not above or self._instance.nopreempt:
                 self._timers.preempt = None
+                if self._master_priority is not None:
+                    self._wants_master = False
             elif self._instance.preempt_delay > 0:
                 if self._timers.preempt is None:
                     self._timers.preempt = now + self._instance.preempt_delay
             else:
-                self._become_master(now, f"priority {priority} above master "
-                                    f"{self._master_address}'s {self._master_priority}", out)
+                self._take_over(now, f"priority {priority} above master "
+                                f"{self._master_address}'s {self._master_priority}", out)
 
     def _on_fault_on(self, reason: str, now: float, out: list[Action]) -> None:
         already = self._fault
@@ -945,7 +1052,10 @@ class Machine:
         text = f"fault cleared: {reason}" if reason else "fault cleared"
         self._master_adver_int = self._advert_int
         self._master_address = self._master_priority = None
-        if self._base_priority == PRIORITY_OWNER:
+        if self._base_priority == PRIORITY_OWNER and self._synced:
+            self._enter_backup(now, self._down_interval(), f"{text} (sync group)", out)
+            self._take_over(now, f"{text}, address owner", out)
+        elif self._base_priority == PRIORITY_OWNER:
             self._become_master(now, f"{text}, address owner", out)
         else:
             self._enter_backup(now, self._down_interval(), text, out)
@@ -967,6 +1077,19 @@ class Machine:
             return
         self._timers.clear()
         self._change(State.STOP, "shutdown", out)
+
+
+    def _on_force(self, state: State, reason: str, now: float, out: list[Action]) -> None:
+        text = f"sync group: {reason}" if reason else "sync group"
+        if state is State.MASTER and self._state is State.BACKUP:
+            self._become_master(now, text, out)
+        elif state is State.BACKUP and self._state is State.MASTER and not self._handing_over:
+            self._leave_master(out)
+            self._master_adver_int = self._advert_int
+            self._master_address = self._master_priority = None
+            self._enter_backup(now, self._down_interval(), text, out)
+        elif state not in (State.MASTER, State.BACKUP):
+            raise ValueError(f"Force takes MASTER or BACKUP, not {state}")
 
 
 def _address_key(address: IPAddress) -> int:

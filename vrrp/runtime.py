@@ -5,13 +5,16 @@ Public API::
 
     runtime = VrrpRuntime(config: VrrpConfig, run_script: vrrp.track.RunScript, *,
                           netns: str | None = None, link_poll: float = 0.2,
-                          file_poll: float = 0.5)
+                          file_poll: float = 0.5, on_change=None)
+        on_change(): called (no arguments) after every instance state change, e.g. to
+        write the status file at once; an exception it raises is logged.
     await runtime.start()
     await runtime.reload(new_config: VrrpConfig, run_script: RunScript | None = None)
     await runtime.stop(graceful: bool = True)
     runtime.status() -> dict   # {"instances": {NAME: {state, priority, master,
-                               #   counters, ...}}, "sync_groups": {NAME: STATE},
-                               #   "sockets": [...]}
+                               #   synced, wants_master, counters, ...}},
+                               #   "sync_groups": {NAME: STATE}, "sockets": [{...,
+                               #   "counters": {dropped_not_peer, ...}}]}
     runtime.runners -> dict[str, VrrpInstanceRunner]
 
 What it does:
@@ -25,11 +28,16 @@ What it does:
   (`vrrp.track.ScriptTracker`); interfaces (up and running) are polled every
   ``link_poll`` s through netlink, track files every ``file_poll`` s.
 - tracking -> each runner's `apply` (priority, fault, pending), at once.
-- sync groups: a member in FAULT (its own tracking) puts every other member in FAULT,
-  and they leave it together (`vrrp.track` rule). Group notifications and FIFO lines
-  when every member is in the same state. NOT done: forcing the other members to
-  MASTER/BACKUP when one changes (the machine has no event for it; members on the same
-  pair of directors with the same priorities move together on their own).
+- sync groups (keepalived's semantics, `vrrp.track.sync_transition` decides): members
+  run `Machine(synced=True)`, so none takes over on its own: a member whose
+  master-down timer expires (or that would preempt) stays BACKUP and wants MASTER;
+  when every member is MASTER or wants it (and none is faulted or pending), every
+  BACKUP member gets Force(MASTER) at once ("VRRP_Group(G) Syncing instances to MASTER
+  state"). A member leaving MASTER for BACKUP (a higher priority heard) takes the
+  other masters to BACKUP (Force(BACKUP), "Syncing instances to BACKUP state"). A
+  member in FAULT (its own tracking) puts every other member in FAULT, and they leave
+  it together. Group notifications (TYPE GROUP) and FIFO lines when every member is
+  in the same state.
 - notifications (`vrrp.notify`): instance_transition on every state change,
   notify_priority_changes FIFO lines, FIFOs of global_defs (notify_fifo,
   vrrp_notify_fifo; created when missing).
@@ -53,7 +61,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,8 +83,10 @@ from vrrp.track import (
     Kind,
     RunScript,
     ScriptTracker,
+    SyncMember,
     Tracking,
     parse_track_file,
+    sync_transition,
     tracked_scripts,
 )
 from vrrp.transport import Datagram, VrrpSocket
@@ -124,8 +134,10 @@ class VrrpRuntime:
 
     def __init__(self, config: VrrpConfig, run_script: RunScript, *,
                  netns: str | None = None, link_poll: float = 0.2,
-                 file_poll: float = 0.5) -> None:
+                 file_poll: float = 0.5,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.config = config
+        self.on_change = on_change
         self.netns = netns
         self.link_poll = link_poll
         self.file_poll = file_poll
@@ -141,6 +153,7 @@ class VrrpRuntime:
         self._notifier = Notifier(self._run, self._fifos(config))
         self._group_state: dict[str, State] = {}
         self._notified: set[str] = set()
+        self._notified_state: dict[str, State] = {}  # what each instance last notified
         self._started = False
         self._stopping = False
 
@@ -223,7 +236,9 @@ class VrrpRuntime:
                                if instance.family is AddressFamily.INET
                                else self.config.globals.vrrp_gna_interval),
                 on_state=self._on_state, on_priority=self._on_priority,
-                notifier=self._notifier)
+                notifier=self._notifier,
+                synced=self.config.sync_group_of(instance.name) is not None,
+                on_sync=self._on_sync)
         except ValueError as error:
             log.error("%s: not started", error)
             return None
@@ -356,17 +371,71 @@ class VrrpRuntime:
         group_state = self._group_state.get(group.name) if group is not None else None
         first = instance.name not in self._notified
         self._notified.add(instance.name)
+        self._notified_state[instance.name] = new
         self._notifier.send(instance_transition(
             instance, new, runner.machine.priority,
             group_state=None if group_state is None else str(group_state), first=first))
         if group is not None:
-            states = {self.runners[m].state for m in group.group if m in self.runners}
+            # from what the members notified: the group line comes after theirs
+            states = {self._notified_state.get(m) for m in group.group if m in self.runners}
             if len(states) == 1:
                 (state,) = states
                 if self._group_state.get(group.name) is not state:
                     self._group_state[group.name] = state
                     log.info("VRRP_Group(%s) %s", group.name, state)
                     self._notifier.send(group_transition(group, state))
+
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("the status callback failed")
+
+    # ------------------------------------------------------------- sync groups
+
+    def _sync_members(self, names: Iterable[str]) -> dict[str, SyncMember]:
+        members = {}
+        for name in names:
+            runner = self.runners.get(name)
+            if runner is None or runner.state is State.STOP:
+                continue  # not started (logged), or stopping in a reload
+            members[name] = SyncMember(runner.state, runner.machine.wants_master,
+                                       runner.machine.fault or runner.pending)
+        return members
+
+    def _on_sync(self, runner: VrrpInstanceRunner, what: str) -> None:
+        """A member wants MASTER, or left MASTER for BACKUP: apply the group rule."""
+        group = self.config.sync_group_of(runner.name)
+        if group is None or self.runners.get(runner.name) is not runner or self._stopping:
+            return
+        members = self._sync_members(group.group)
+        group_state = self._group_state.get(group.name, State.INIT)
+        if what == "want_master":
+            if runner.state is not State.BACKUP or not runner.machine.wants_master:
+                return
+            decision = sync_transition(group_state, members, runner.name, State.MASTER)
+            if decision.state is not State.MASTER:
+                waiting = [n for n, m in members.items() if n != runner.name
+                           and m.state is not State.MASTER and not m.wants_master]
+                log.debug("VRRP_Group(%s) %s wants MASTER; waiting for %s", group.name,
+                          runner.name, ", ".join(waiting) or "the group")
+                return
+            log.info("VRRP_Group(%s) Syncing instances to MASTER state", group.name)
+            for name in members:  # group order
+                other = self.runners[name]
+                if other.state is State.BACKUP:
+                    other.force(State.MASTER, f"{runner.name} and every member want MASTER"
+                                if other is runner else f"{runner.name} is MASTER")
+        elif what == "left_master":
+            if runner.state is not State.BACKUP:
+                return
+            decision = sync_transition(group_state, members, runner.name, State.BACKUP)
+            moves = [name for name, state in decision.others if state is State.BACKUP
+                     and self.runners[name].state is State.MASTER]
+            if moves:
+                log.info("VRRP_Group(%s) Syncing instances to BACKUP state", group.name)
+            for name in moves:
+                self.runners[name].force(State.BACKUP, f"{runner.name} is BACKUP")
 
     def _on_priority(self, runner: VrrpInstanceRunner, priority: int) -> None:
         log.info("(%s) effective priority %d", runner.name, priority)

@@ -171,8 +171,8 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
         backend = MemoryBackend()
         log.info("dry run: the IPVS table is kept in memory; the kernel's is not touched")
     else:
-        from director.balancer import ThreadedBackend
         from director.ipvs.netlink import NetlinkBackend
+        from director.ipvs.threaded import ThreadedBackend
 
         backend = ThreadedBackend(NetlinkBackend)
     balancer = Balancer(config, backend, state_dir, config_path=os.path.abspath(options.config),
@@ -265,9 +265,13 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     if not config.vrrp.instances:
         log.warning("no vrrp_instance in %s: nothing to do until a reload adds some",
                     options.config)
-    runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals))
+    status_wanted = asyncio.Event()
+    state_dir = options.state_dir  # vrrp-only: the status file only when asked for
+    runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals),
+                          on_change=status_wanted.set if state_dir else None)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    status_task: asyncio.Task[None] | None = None
     graceful = [True]
     reloads: list[asyncio.Task[None]] = []
     lock = asyncio.Lock()
@@ -313,6 +317,10 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     try:
         await runtime.start()
         log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())
+        if state_dir:
+            status_task = loop.create_task(
+                _write_vrrp_status(options, runtime, state_dir, status_wanted, log),
+                name="vrrp status")
         await stopping.wait()
     finally:
         for task in list(reloads):
@@ -320,10 +328,62 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
         if reloads:
             await asyncio.gather(*reloads, return_exceptions=True)
         await runtime.stop(graceful=graceful[0])
+        if status_task is not None:
+            status_task.cancel()
+            await asyncio.gather(status_task, return_exceptions=True)
+            await _write_vrrp_status_once(options, runtime, state_dir, log, running=False)
         for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(number)
     log.info("stopped")
     return 0
+
+
+VRRP_STATUS_FILE = "vrrp-status.json"
+
+
+async def _write_vrrp_status_once(options: argparse.Namespace, runtime, state_dir: str, log,
+                                  running: bool = True) -> bool:
+    """`<state-dir>/vrrp-status.json`: the runtime's status(), written atomically in a
+    thread (an fsync never stalls the adverts)."""
+    import asyncio
+    import time
+
+    from director import state_files
+
+    data = {"version": 1, "written_at": time.time(), "pid": os.getpid(),
+            "config": os.path.abspath(options.config), "running": running,
+            **runtime.status()}
+    try:
+        await asyncio.to_thread(state_files.write_json_atomic,
+                                os.path.join(state_dir, VRRP_STATUS_FILE), data)
+    except state_files.StateFileError as error:
+        log.error("%s", error)
+        return False
+    return True
+
+
+async def _write_vrrp_status(options: argparse.Namespace, runtime, state_dir: str,
+                             wanted, log) -> None:
+    """Every second, and at once after a state change."""
+    import asyncio
+    import contextlib
+
+    failing = False
+    while True:
+        wanted.clear()
+        ok = await _write_vrrp_status_once(options, runtime, state_dir,
+                                           log if not failing else _Quiet())
+        failing = not ok
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await wanted.wait()
+
+
+class _Quiet:
+    """A logger that says nothing (a failing status file is logged once)."""
+
+    def error(self, *args) -> None:
+        pass
 
 
 def _summary(config) -> str:

@@ -11,6 +11,8 @@ on one bridge, VRRPv3 at advert_int 0.2 s (master-down 0.6 s + skew).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import time
@@ -50,8 +52,10 @@ vrrp_instance VI_1 {{
 class Ours:
     """One `director run --vrrp-only` in a node."""
 
-    def __init__(self, lab: Lab, node: Node, text: str, name: str = "ours"):
+    def __init__(self, lab: Lab, node: Node, text: str, name: str = "ours",
+                 args: tuple[str, ...] = ()):
         self.lab, self.node = lab, node
+        self.args = args
         self.conf = lab.workdir / f"{name}-{node.role}.conf"
         self.conf.write_text(text)
         self.name = name
@@ -63,7 +67,7 @@ class Ours:
         log = self.lab.workdir / f"{self.name}-{self.node.role}.{self.runs}.log"
         self.process = self.lab.spawn(
             self.node.ns, sys.executable, "-m", "director.cli.main", "run", "--vrrp-only",
-            "-f", self.conf, "--log-level", "debug", log=log,
+            "-f", self.conf, "--log-level", "debug", *self.args, log=log,
             env={"PYTHONPATH": str(ROOT)})
         return self
 
@@ -231,3 +235,237 @@ def test_reload_keeps_unchanged_instances_and_survives_a_bad_file(lab: Lab):
     ours.process.send_signal(signal.SIGINT)
     assert ours.process.wait(5) == 0
     assert not holds(a) and not holds(a, "192.0.2.101")
+
+
+# ----------------------------------------------------------------- sync groups
+
+VIP2 = "198.51.100.100"
+
+
+def sync_config(priority: int, workdir: Path, role: str, *, track: str = "") -> str:
+    """Two instances on two interfaces in one vrrp_sync_group, a group notify script
+    and a notify FIFO; ``track``: extra lines in VI_1 (track_interface/track_script)."""
+    notify = workdir / f"notify-{role}.sh"
+    notify.write_text(f'#!/bin/sh\necho "$@" >> {workdir}/notify-{role}.log\n')
+    notify.chmod(0o755)
+    return f"""
+global_defs {{
+    script_user root
+    vrrp_version 3
+    vrrp_notify_fifo {workdir}/fifo-{role}
+}}
+vrrp_script chk {{
+    script "/usr/bin/test -e {workdir}/healthy-{role}"
+    interval 1
+    fall 1
+    rise 1
+    weight -60
+}}
+vrrp_sync_group G1 {{
+    group {{
+        VI_1
+        VI_2
+    }}
+    notify {notify}
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int {ADVERT}
+    {track}
+    virtual_ipaddress {{
+        {VIP}/24
+    }}
+}}
+vrrp_instance VI_2 {{
+    state BACKUP
+    interface eth1
+    virtual_router_id 52
+    priority {priority}
+    advert_int {ADVERT}
+    virtual_ipaddress {{
+        {VIP2}/24
+    }}
+}}
+"""
+
+
+class FifoReader:
+    """Reads the lines a director writes to its notify FIFO (opened before it starts)."""
+
+    def __init__(self, path: Path):
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.text = ""
+
+    def lines(self) -> list[str]:
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.fd, 65536):
+                self.text += chunk.decode()
+        return self.text.splitlines()
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def sync_pair(lab: Lab, how: str) -> tuple[Node, Node, Ours, Ours, FifoReader]:
+    a, b = (lab.add_node(role, ["lan", "dmz"]) for role in ("dir1", "dir2"))
+    track = ""
+    if how == "interface":
+        a.run("ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk0p")
+        a.run("ip", "link", "set", "trk0p", "up")
+        a.run("ip", "link", "set", "trk0", "up")
+        track = "track_interface {\n        trk0\n    }"
+    elif how == "script":
+        track = "track_script {\n        chk\n    }"
+    (lab.workdir / "healthy-dir1").write_text("ok\n")
+    fifo = FifoReader(lab.workdir / "fifo-dir1")
+    ours_a = Ours(lab, a, sync_config(150, lab.workdir, "dir1", track=track), "sync").start()
+    ours_a.wait_log("VRRP_Group(G1) MASTER")
+    wait_holds(a, 5)
+    wait_holds(a, 5, VIP2)
+    ours_b = Ours(lab, b, sync_config(100, lab.workdir, "dir2"), "sync").start()
+    ours_b.wait_log("VRRP_Group(G1) BACKUP")
+    time.sleep(3 * ADVERT + 0.3)
+    assert not holds(b) and not holds(b, VIP2)
+    return a, b, ours_a, ours_b, fifo
+
+
+def test_sync_group_members_move_together(lab: Lab):
+    """A fault of one member on the master (its tracked interface goes down) moves BOTH
+    VIPs to the backup; the group's notify script and FIFO lines say so; back up, the
+    master preempts both back together."""
+    a, b, ours_a, ours_b, fifo = sync_pair(lab, "interface")
+    try:
+        assert "VRRP_Group(G1) Syncing instances to MASTER state" in ours_a.output()
+        a.run("ip", "link", "set", "trk0", "down")
+        start = time.monotonic()
+        wait_holds(b, 3)
+        wait_holds(b, 3, VIP2)
+        took = time.monotonic() - start
+        assert took < 0.2 + 3 * ADVERT + 0.5, f"the group moved in {took:.3f} s"
+        wait_released(a, 2)
+        wait_released(a, 2, VIP2)
+        ours_a.wait_log("(VI_2) Entering FAULT STATE")
+        ours_b.wait_log("VRRP_Group(G1) MASTER")
+        wait_until(lambda: 'GROUP "G1" FAULT 0' in fifo.lines(), 3)
+        notify_a = lab.workdir / "notify-dir1.log"
+        wait_until(lambda: notify_a.exists() and "GROUP G1 FAULT 0" in notify_a.read_text(),
+                   3)
+        assert "GROUP G1 MASTER 0" in notify_a.read_text().splitlines()
+        wait_until(lambda: 'INSTANCE "VI_2" FAULT 150' in fifo.lines(), 3)
+        lines = fifo.lines()
+        assert 'INSTANCE "VI_1" FAULT 150' in lines
+        # the group's line comes after its members'
+        assert lines.index('GROUP "G1" FAULT 0') > lines.index('INSTANCE "VI_2" FAULT 150')
+        assert lines.index('GROUP "G1" MASTER 0') > lines.index('INSTANCE "VI_2" MASTER 150')
+        # the interface comes back: both preempt back, together
+        a.run("ip", "link", "set", "trk0", "up")
+        wait_holds(a, 5)
+        wait_holds(a, 5, VIP2)
+        wait_released(b, 3)
+        wait_released(b, 3, VIP2)
+        wait_until(lambda: fifo.lines().count('GROUP "G1" MASTER 0') == 2, 3)
+        for node in (a, b):  # never split: each holds both VIPs or none
+            assert holds(node) == holds(node, VIP2)
+    finally:
+        fifo.close()
+
+
+def test_sync_group_failing_script_moves_both_vips(lab: Lab):
+    """A tracked script failing on one member (weights count as 0 in a sync group: a
+    fault) moves both VIPs."""
+    a, b, ours_a, _ours_b, fifo = sync_pair(lab, "script")
+    try:
+        (lab.workdir / "healthy-dir1").unlink()
+        start = time.monotonic()
+        wait_holds(b, 4)
+        wait_holds(b, 4, VIP2)
+        took = time.monotonic() - start
+        assert took < 1.0 + 3 * ADVERT + 0.6, f"the group moved in {took:.3f} s"
+        wait_released(a, 2)
+        wait_released(a, 2, VIP2)
+        ours_a.wait_log("(VI_2) Entering FAULT STATE")
+    finally:
+        fifo.close()
+
+
+def test_sync_group_moves_only_when_every_member_wants_master(lab: Lab):
+    """keepalived's vrrp_sync_can_goto_master: one member that would preempt does not
+    move the group while another member hears a higher-priority master (no split)."""
+    a, b = (lab.add_node(role, ["lan", "dmz"]) for role in ("dir1", "dir2"))
+    (lab.workdir / "healthy-dir1").write_text("ok\n")
+    ours_a = Ours(lab, a, sync_config(100, lab.workdir, "dir1"), "sync").start()
+    ours_a.wait_log("VRRP_Group(G1) MASTER")
+    wait_holds(a, 5, VIP2)
+    # b: VI_1 higher than a's, VI_2 lower: b's VI_1 preempts... only once its whole
+    # group wants MASTER; its VI_2 never does (a's 100 > b's 90): so nothing moves
+    text = sync_config(200, lab.workdir, "dir2").replace(
+        "virtual_router_id 52\n    priority 200", "virtual_router_id 52\n    priority 90")
+    ours_b = Ours(lab, b, text, "sync").start()
+    ours_b.wait_log("VRRP_Group(G1) BACKUP")
+    time.sleep(6 * ADVERT)
+    assert holds(a) and holds(a, VIP2) and not holds(b) and not holds(b, VIP2)
+    assert "Entering MASTER STATE" not in ours_b.output()
+    ours_b.wait_log("(VI_1) wants MASTER")
+
+
+# ----------------------------------------------------------------- unicast and IPv6
+
+VIP6 = "2001:db8::100"
+
+
+def unicast_lines(me: Node, *peers: Node | str) -> str:
+    """unicast_src_ip and unicast_peer for ``me`` (IPv4, eth0's address)."""
+    assert me.ipv4 is not None
+    addresses = [p if isinstance(p, str) else str(p.ipv4.ip) for p in peers]  # type: ignore
+    listed = "\n        ".join(addresses)
+    return f"unicast_src_ip {me.ipv4.ip}\n    unicast_peer {{\n        {listed}\n    }}"
+
+
+def ipv6_config(priority: int, *, advert: float = ADVERT, instance_extra: str = "") -> str:
+    return config(priority, advert=advert, instance_extra=instance_extra).replace(
+        f"{VIP}/24", f"{VIP6}/64")
+
+
+def elect_and_fail_over(lab: Lab, a: Node, b: Node, text_a: str, text_b: str,
+                        vip: str, name: str) -> tuple[Ours, Ours]:
+    """a (higher) becomes master and holds ``vip``, b stays backup; a killed: b takes
+    over within the master-down interval; a back: it preempts."""
+    ours_a = Ours(lab, a, text_a, name).start()
+    ours_a.wait_log("(VI_1) Entering MASTER STATE")
+    wait_holds(a, 5, vip)
+    ours_b = Ours(lab, b, text_b, name).start()
+    ours_b.wait_log("(VI_1) Entering BACKUP STATE")
+    time.sleep(3 * ADVERT + 0.5)
+    assert not holds(b, vip) and "(VI_1) Entering MASTER STATE" not in ours_b.output()
+    assert ours_a.process is not None
+    ours_a.process.stop(signal.SIGKILL)
+    took = wait_holds(b, 5, vip)
+    assert took < MASTER_DOWN + 0.3, f"backup took {took:.3f} s"
+    ours_a.start()
+    ours_a.wait_log("(VI_1) Entering MASTER STATE")
+    wait_holds(a, 5, vip)
+    wait_released(b, 3, vip)
+    return ours_a, ours_b
+
+
+def test_unicast_two_of_ours(lab: Lab):
+    from tests.netns.vrrp_wire import adverts
+
+    a, b = pair(lab)
+    watcher = lab.add_node("watch")
+    with lab.capture(watcher.ns, "eth0") as capture:
+        _ours_a, ours_b = elect_and_fail_over(
+            lab, a, b, config(150, instance_extra=unicast_lines(a, b)),
+            config(100, instance_extra=unicast_lines(b, a)), VIP, "unicast")
+        assert "Entering MASTER STATE" in ours_b.output()
+        assert adverts(capture) == [], "unicast mode sent to the multicast group"
+
+
+def test_ipv6_two_of_ours(lab: Lab):
+    """VRRPv3 to ff02::12 from link-local sources."""
+    a, b = pair(lab)
+    elect_and_fail_over(lab, a, b, ipv6_config(150), ipv6_config(100), VIP6, "ipv6")

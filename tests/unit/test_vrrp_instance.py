@@ -233,3 +233,29 @@ async def test_graceful_shutdown_keeps_the_vips_until_the_new_master():
     assert await r.stopped(1)
     assert addresses.calls == [("add", str(VIP)), ("remove", str(VIP))]
     await r.close()
+
+
+async def test_a_synced_member_asks_the_group_and_is_forced():
+    calls: list[tuple[str, str]] = []
+    r, sock, addresses, states = runner(inst(), synced=True,
+                                        on_sync=lambda rr, what: calls.append((rr.name, what)))
+    r.start()
+    await asyncio.sleep(0.3)  # master-down passed: it wants MASTER, stays BACKUP
+    assert r.state is State.BACKUP and r.machine.wants_master
+    assert ("VI_1", "want_master") in calls and not sock.sent
+    assert r.status()["wants_master"] and r.status()["synced"]
+    r.force(State.MASTER, "every member wants MASTER")
+    assert r.state is State.MASTER and sock.sent
+    await r.drain(1)
+    assert addresses.calls == [("add", str(VIP))]
+    calls.clear()
+    r.force(State.BACKUP, "VI_2 is BACKUP")
+    assert r.state is State.BACKUP
+    await asyncio.sleep(0)  # on_sync is called soon, never inside the event
+    assert calls == [("VI_1", "left_master")]
+    await r.drain(1)
+    assert addresses.calls[-1] == ("remove", str(VIP))
+    assert [new for _old, new in states] == [State.BACKUP, State.MASTER, State.BACKUP]
+    r.shutdown()
+    await r.stopped(1)
+    await r.close()

@@ -22,6 +22,7 @@ from vrrp.machine import (
     DiscardReason,
     FaultOff,
     FaultOn,
+    Force,
     GarpKind,
     LowerPriorityReceived,
     Machine,
@@ -34,6 +35,7 @@ from vrrp.machine import (
     State,
     StateChanged,
     Timeout,
+    WantMaster,
     master_down_interval,
     render_table,
     skew_time,
@@ -168,7 +170,33 @@ SCENARIOS: dict[str, Scenario] = {
     "stop-any": lambda: _then(backup(), Shutdown(), advert(priority=0)),
     "any-start": lambda: _run(master(), Start(), 0.5),
     "any-fault-repeat": lambda: _run(backup(), FaultOff()),
+    "sync-init-start-owner": lambda: _run(_synced(priority=255, state=InstanceState.MASTER),
+                                          Start()),
+    "sync-backup-take-over": lambda: _run(_synced_backup(), Timeout(), 10.0),
+    "sync-fault-off-owner": lambda: _run(_synced_faulted_owner(), FaultOff()),
+    "force-backup-master": lambda: _run(backup(), Force(State.MASTER, "VI_2 is master")),
+    "force-master-backup": lambda: _run(master(), Force(State.BACKUP, "VI_2 is backup")),
+    "force-ignored": lambda: _run(master(), Force(State.MASTER)),
 }
+
+
+def _synced(**kw) -> Machine:
+    return Machine(inst(**kw), A, synced=True)
+
+
+def _synced_backup(now: float = 0.0, **kw) -> Machine:
+    m = _synced(**kw)
+    m.handle(Start(), now)
+    assert m.state is State.BACKUP
+    return m
+
+
+def _synced_faulted_owner() -> Machine:
+    m = _synced(priority=255, state=InstanceState.MASTER)
+    m.handle(Start(), 0.0)
+    m.handle(FaultOn("eth0 down"), 0.5)
+    assert m.state is State.FAULT
+    return m
 
 
 def _owner_conflict() -> tuple[Machine, State, list]:
@@ -208,6 +236,11 @@ def test_row(row):
     changes = [a for a in actions if isinstance(a, StateChanged)]
     for change in changes:
         assert change.old is before and change.new is m.state and change.reason
+
+
+def test_the_docstring_shows_the_table_and_names_force():
+    assert "Force(state" in machine_module.__doc__
+    assert "WantMaster(reason)" in machine_module.__doc__
 
 
 def test_the_docstring_shows_the_table():
@@ -830,3 +863,100 @@ def test_random_events_never_leave_two_masters(count, version, configs, operatio
     for address, m in machines.items():
         assert (address in net.holders) == (m.state is State.MASTER) == m.holds_addresses
         assert m.next_deadline is None or m.state in (State.BACKUP, State.MASTER)
+
+
+# ----------------------------------------------------------------- sync groups: Force, WantMaster
+
+
+@pytest.mark.parametrize("route", ["timeout", "lower-advert", "priority", "preempt-delay"])
+def test_a_synced_backup_never_takes_over_on_its_own(route):
+    m = _synced_backup(priority=100, preempt_delay=2.0 if route == "preempt-delay" else 0.0)
+    if route == "timeout":
+        actions = m.handle(Timeout(), 10.0)
+    elif route == "lower-advert":
+        actions = m.handle(advert(priority=50), 0.5)
+    elif route == "preempt-delay":
+        m.handle(advert(priority=50), 0.5)
+        actions = m.handle(Timeout(), 2.6)
+    else:
+        m.handle(advert(priority=120), 0.5)
+        actions = m.handle(PriorityChanged(130), 0.6)
+    assert [type(a) for a in actions] == [WantMaster]
+    assert actions[0].reason
+    assert m.state is State.BACKUP and m.wants_master and not m.holds_addresses
+    # the timer runs again: the wish is repeated, never acted on alone
+    deadline = m.next_deadline
+    assert deadline is not None
+    assert [type(a) for a in m.handle(Timeout(), deadline)] == [WantMaster]
+    assert m.state is State.BACKUP
+    # then the group says go
+    actions = m.handle(Force(State.MASTER, "all members want MASTER"), deadline + 0.1)
+    assert kinds(actions) == ["SendAdvert", "AddAddresses", "SendGratuitous", "StateChanged"]
+    assert "sync group" in actions[-1].reason
+    assert m.state is State.MASTER and not m.wants_master
+    assert m.counters.became_master == 1
+
+
+def test_an_advert_at_or_above_ours_clears_the_wish():
+    m = _synced_backup(priority=100)
+    m.handle(Timeout(), 10.0)
+    assert m.wants_master
+    assert m.handle(advert(priority=100), 10.1) == []
+    assert not m.wants_master
+    assert m.next_deadline == pytest.approx(10.1 + m.master_down_interval)
+
+
+def test_a_fault_clears_the_wish():
+    m = _synced_backup()
+    m.handle(Timeout(), 10.0)
+    m.handle(FaultOn("eth1 down"), 10.1)
+    assert m.state is State.FAULT and not m.wants_master
+
+
+def test_force_backup_releases_without_priority_zero_and_listens():
+    m = master(0.0, priority=150)
+    actions = m.handle(Force(State.BACKUP, "VI_2 heard a higher priority"), 0.3)
+    assert kinds(actions) == ["RemoveAddresses", "StateChanged"]
+    assert not any(isinstance(a, SendAdvert) for a in actions)
+    assert m.state is State.BACKUP and m.counters.released_master == 1
+    assert m.master_address is None
+    assert m.timers == {"master_down": pytest.approx(0.3 + m.master_down_interval)}
+    # unsynced: after master-down with nobody heard, it takes over again on its own
+    assert kinds(m.handle(Timeout(), 0.3 + m.master_down_interval))[-1] == "StateChanged"
+    assert m.state is State.MASTER
+
+
+@pytest.mark.parametrize("state", [State.MASTER, State.BACKUP])
+def test_force_is_ignored_in_init_fault_and_handover(state):
+    m = _init()
+    assert m.handle(Force(state), 0.0) == [] and m.state is State.INIT
+    f = faulted()
+    assert f.handle(Force(state), 0.1) == [] and f.state is State.FAULT
+    h = handing_over()
+    assert h.handle(Force(state), 0.1) == [] and h.handing_over
+    b = backup()
+    if state is State.BACKUP:
+        assert b.handle(Force(state), 0.1) == [] and b.state is State.BACKUP
+
+
+def test_force_takes_only_master_or_backup():
+    with pytest.raises(ValueError, match="MASTER or BACKUP"):
+        backup().handle(Force(State.FAULT), 0.1)
+
+
+def test_two_synced_members_go_master_when_both_want():
+    """What the glue does with `sync_transition`: the group moves when all want."""
+    from vrrp.track import SyncMember, sync_transition
+
+    vi1, vi2 = _synced_backup(priority=100), _synced_backup(priority=100)
+    vi1.handle(Timeout(), 10.0)
+    members = {"VI_1": SyncMember(vi1.state, vi1.wants_master, vi1.fault),
+               "VI_2": SyncMember(vi2.state, vi2.wants_master, vi2.fault)}
+    assert sync_transition(State.BACKUP, members, "VI_1", State.MASTER).state is State.BACKUP
+    vi2.handle(Timeout(), 10.0)
+    members["VI_2"] = SyncMember(vi2.state, vi2.wants_master, vi2.fault)
+    decision = sync_transition(State.BACKUP, members, "VI_2", State.MASTER)
+    assert decision.state is State.MASTER and decision.others == (("VI_1", State.MASTER),)
+    vi2.handle(Force(State.MASTER), 10.0)
+    vi1.handle(Force(State.MASTER), 10.0)
+    assert vi1.state is vi2.state is State.MASTER
