@@ -10,11 +10,17 @@ once, not on every state change, and never stops VRRP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from director.config.model import LvsSyncDaemon
 from director.ipvs.backend import Backend, IpvsError
 from director.sync_policy import apply_sync_change, desired_sync_daemons, sync_daemon_changes
+
+if TYPE_CHECKING:
+    from vrrp.runtime import VrrpRuntime
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +51,35 @@ class SyncDaemonFollower:
         if message not in self._reported:
             self._reported.add(message)
             log.error("%s", message)
+
+
+async def follow_vrrp(setting: LvsSyncDaemon | None, runtime: VrrpRuntime,
+                      changed: asyncio.Event, backend: Callable[[], Backend]) -> None:
+    """The VRRP half's task: after every state change (`changed` set), the daemons
+    follow the state of the instance `setting` names; "STOP" when cancelled. Backend
+    calls run in a thread: the adverts never wait for the kernel."""
+    if setting is None or setting.vrrp_instance is None:
+        return
+    name = setting.vrrp_instance
+    follower: SyncDaemonFollower | None = None
+    try:
+        follower = SyncDaemonFollower(setting, await asyncio.to_thread(backend))
+    except IpvsError as error:
+        log.error("lvs_sync_daemon (%s): %s; connections are not synchronised",
+                  setting.origin, error.message)
+        return
+
+    def state() -> tuple[str | None, int | None]:
+        runner = runtime.runners.get(name)
+        if runner is None or not runner.started:
+            return None, None
+        return runner.state.value, runner.instance.virtual_router_id
+
+    try:
+        while True:
+            changed.clear()
+            await asyncio.to_thread(follower.follow, *state())
+            await changed.wait()
+    finally:
+        vrid = state()[1]
+        await asyncio.shield(asyncio.to_thread(follower.follow, "STOP", vrid))

@@ -256,6 +256,9 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     import logging
     import signal
 
+    from director.ipvs.netlink import NetlinkBackend
+    from director.ipvs.threaded import ThreadedBackend
+    from director.sync_daemons import follow_vrrp
     from director.vrrp_scripts import make_run_script
     from vrrp.runtime import VrrpRuntime
 
@@ -266,12 +269,19 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
         log.warning("no vrrp_instance in %s: nothing to do until a reload adds some",
                     options.config)
     status_wanted = asyncio.Event()
+    sync_wanted = asyncio.Event()
     state_dir = options.state_dir  # vrrp-only: the status file only when asked for
+
+    def changed() -> None:
+        status_wanted.set()
+        sync_wanted.set()
+
     runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals),
-                          on_change=status_wanted.set if state_dir else None)
+                          on_change=changed)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     status_task: asyncio.Task[None] | None = None
+    sync_task: asyncio.Task[None] | None = None
     graceful = [True]
     reloads: list[asyncio.Task[None]] = []
     lock = asyncio.Lock()
@@ -321,6 +331,9 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
             status_task = loop.create_task(
                 _write_vrrp_status(options, runtime, state_dir, status_wanted, log),
                 name="vrrp status")
+        sync_task = loop.create_task(follow_vrrp(
+            config.global_defs.lvs_sync_daemon, runtime, sync_wanted,
+            lambda: ThreadedBackend(NetlinkBackend)), name="lvs sync daemons")
         await stopping.wait()
     finally:
         for task in list(reloads):
@@ -328,6 +341,9 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
         if reloads:
             await asyncio.gather(*reloads, return_exceptions=True)
         await runtime.stop(graceful=graceful[0])
+        if sync_task is not None:
+            sync_task.cancel()
+            await asyncio.gather(sync_task, return_exceptions=True)
         if status_task is not None:
             status_task.cancel()
             await asyncio.gather(status_task, return_exceptions=True)
