@@ -26,6 +26,7 @@ Checks that need the whole configuration are in `director.config.validate_vrrp`.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -1378,6 +1379,8 @@ class _Instance:
     def advert_int(self) -> None:
         v = self.v
         value = v.get("advert_int", 1.0)
+        if not math.isfinite(value):
+            return  # left for the validator to report (YAML can say .inf)
         if v["version"] == 2:
             if value != int(value):
                 rounded = max(1.0, float(int(value + 0.5)))
