@@ -1379,8 +1379,8 @@ class _Instance:
     def advert_int(self) -> None:
         v = self.v
         value = v.get("advert_int", 1.0)
-        if not math.isfinite(value):
-            return  # left for the validator to report (YAML can say .inf)
+        if not math.isfinite(value) or value <= 0:
+            return  # left for the validator to report
         if v["version"] == 2:
             if value != int(value):
                 rounded = max(1.0, float(int(value + 0.5)))
