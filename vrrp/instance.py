@@ -29,7 +29,7 @@ Public API::
         source: IPAddress, addresses: AddressManager, garp: Callable[[str], GarpSender]
         | None = None, garp_interval: float = 0.0, on_state=None, on_priority=None,
         notifier: Notifier | None = None, loop=None, synced: bool = False,
-        on_sync=None)
+        on_sync=None, vmac_prefix: str = "vrrp")
         source: our primary address (unicast_src_ip, or the interface's), in adverts'
         checksums and elections. garp(device) gives the sender for a device.
         on_state(runner, old: State, new: State, reason: str); on_priority(runner,
@@ -37,6 +37,16 @@ Public API::
         on_sync(runner, what: str) is called soon (loop.call_soon, never nested in an
         event) with "want_master" (the machine's WantMaster: it stays BACKUP until the
         group sends force(MASTER)) or "left_master" (MASTER -> BACKUP).
+        vmac_prefix: global_defs vmac_prefix; with use_vmac the VIPs without ``dev``
+        (and their GARPs, sent from the virtual MAC) go on the VMAC, PREFIX.VRID or
+        the instance's vmac_interface (the runtime makes it: `AddressManager.add_vmac`).
+        VRRPv2 ``auth_type AH``: ``socket`` must be an IP_HDRINCL socket of protocol 51
+        (`VrrpSocket.open(..., protocol=51, hdrincl=True)`); adverts are whole
+        datagrams from `vrrp.packet.encode_ipv4` (IP id counting up from 1, skipping
+        0; AH sequence numbers: the larger of the last one + 1 and the wall clock in
+        seconds, so that a restarted director's are still above what a peer saw from
+        its previous run - keepalived drops an AH advert whose sequence number went
+        backwards; at v2's advert_int >= 1 s the count rarely runs ahead of the clock).
     runner.start()                    # Start now (or once tracking is not pending)
     runner.receive(datagram: Datagram)   # a datagram for this instance's socket
     runner.wrong_vrid()               # a datagram for a VRID nobody here serves
@@ -53,8 +63,9 @@ auth_failure, bad_version, bad_type, bad_length, wrong_vrid, wrong_address_list,
 interval_mismatch, discarded, priority_zero_sent, priority_zero_received,
 became_master, released_master, address_errors.
 
-Not done here: AH authentication on send (needs an IP_HDRINCL socket: a v2 AH instance
-is refused with ValueError), use_vmac, accept/no_accept firewall rules, virtual_rules.
+Not done here: accept/no_accept firewall rules (vrrp_strict's iptables/nftables
+rules that drop traffic to the VIPs on a backup or a non-owner master: see the
+runtime's docstring for why), virtual_rules.
 """
 
 from __future__ import annotations
@@ -62,7 +73,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import Any
 
 from vrrp import garp as garp_mod
@@ -91,7 +104,15 @@ from vrrp.machine import (
     WantMaster,
 )
 from vrrp.notify import Notifier, rx_lower_priority
-from vrrp.packet import Advert, PacketError, decode, decode_ipv4, encode, verify_auth
+from vrrp.packet import (
+    Advert,
+    PacketError,
+    decode,
+    decode_ipv4,
+    encode,
+    encode_ipv4,
+    verify_auth,
+)
 from vrrp.spec import AddressFamily, AuthType, IPAddress, VrrpInstance
 from vrrp.track import Effective
 from vrrp.transport import Datagram, VrrpSocket
@@ -169,10 +190,16 @@ class VrrpInstanceRunner:
                  notifier: Notifier | None = None,
                  loop: asyncio.AbstractEventLoop | None = None,
                  synced: bool = False,
-                 on_sync: Callable[[VrrpInstanceRunner, str], None] | None = None) -> None:
-        if instance.version == 2 and instance.authentication is not None and \
-                instance.authentication.auth_type is AuthType.AH:
-            raise ValueError(f"({instance.name}) auth_type AH is not supported yet")
+                 on_sync: Callable[[VrrpInstanceRunner, str], None] | None = None,
+                 vmac_prefix: str = "vrrp") -> None:
+        self._ah = (instance.version == 2 and instance.authentication is not None
+                    and instance.authentication.auth_type is AuthType.AH)
+        if self._ah and (instance.family is not AddressFamily.INET
+                         or not getattr(socket, "hdrincl", False)):
+            raise ValueError(f"({instance.name}) auth_type AH needs an IPv4 IP_HDRINCL "
+                             "socket of protocol 51")
+        self._ident = 0
+        self._ah_sequence = int(time.time()) & 0xFFFFFFFF
         self.instance = instance
         self.name = instance.name
         self.socket = socket
@@ -198,7 +225,7 @@ class VrrpInstanceRunner:
         self._state_event = asyncio.Event()
         self._vips = advert_addresses(instance)
         self._vip_set = frozenset(self._vips)
-        self._interface = instance_interface(instance)
+        self._interface = instance_interface(instance, vmac_prefix)
 
     # ------------------------------------------------------------- view
 
@@ -407,11 +434,29 @@ class VrrpInstanceRunner:
 
     # ------------------------------------------------------------- actions
 
+    def _next_ident(self) -> int:
+        self._ident = self._ident % 0xFFFF + 1  # 1..65535: 0 lets the kernel choose
+        return self._ident
+
+    def _next_sequence(self) -> int:
+        self._ah_sequence = max(self._ah_sequence + 1,
+                                int(time.time()) & 0xFFFFFFFF) & 0xFFFFFFFF
+        return self._ah_sequence
+
+    def _encode(self, advert: Advert, destination: IPAddress) -> bytes:
+        if not self._ah:
+            return encode(advert, self.source, destination)
+        assert isinstance(self.source, IPv4Address) and isinstance(destination, IPv4Address)
+        ttl = 255 if destination.is_multicast else (self.instance.unicast_ttl or 255)
+        return encode_ipv4(advert, self.source, destination, self._next_ident(), ttl=ttl,
+                           auth=self.instance.authentication,
+                           ah_sequence=self._next_sequence())
+
     def _send_advert(self, priority: int) -> None:
         advert = make_advert(self.instance, priority)
         for destination in self.socket.destinations:
             try:
-                payload = encode(advert, self.source, destination)
+                payload = self._encode(advert, destination)
             except ValueError as error:
                 log.error("(%s) cannot encode an advert: %s", self.name, error)
                 return

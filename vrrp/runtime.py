@@ -50,8 +50,34 @@ What it does:
   removed) and started again; removed ones stop (FAULT/DELETED notification); new
   ones start. Tracking levels carry over; the script tracker is restarted only when
   the tracked scripts changed.
-- Not supported (logged): track_process and track_bfd entries count as up; use_vmac /
-  use_ipvlan; v2 auth_type AH (the instance is not started).
+- use_vmac (as keepalived 2.2.7 does it, vrrp_vmac.c / vrrp_if_config.c): before the
+  instance starts, `AddressManager.add_vmac` makes (or adopts) the private macvlan
+  PREFIX.VRID (global vmac_prefix, or the instance's vmac_interface) with the MAC
+  00:00:5e:00:01:VRID (or vmac_address), up; on it arp_ignore=1, accept_local=1,
+  rp_filter=0, promote_secondaries=1; on its base interface arp_ignore=1 and
+  arp_filter=1 (the base must not answer ARP for the VIPs) and, beyond keepalived,
+  arp_announce=2 (else the ARP requests the base sends for replies from a VIP carry
+  the VIP with the base's MAC and clients' neighbour entries flip to it): the base's
+  old values are put back at stop. IPv4 adverts are sent and received on the VMAC
+  (source MAC the virtual one; unless vmac_xmit_base: on the base), from the base's
+  primary address; the VIPs without ``dev``, their GARPs (sender MAC the virtual one)
+  go on the VMAC. IPv6 with use_vmac: VIPs on the VMAC, adverts on the base (its
+  link-local; not tested). The VMAC is removed at stop (recorded by the manager), and
+  a crashed run's is removed at start.
+- VRRPv2 ``auth_type AH``: the instance's socket is an IP_HDRINCL socket of IP
+  protocol 51 (channels are keyed by protocol too); received AH datagrams are
+  dispatched by the VRID after the AH header; sending: see `vrrp.instance`.
+- accept / no_accept (vrrp_strict): NOT implemented. keepalived (vrrp_iptables.c,
+  vrrp_nftables.c) puts every VIP of a no_accept instance (strict mode implies it,
+  unless ``accept``) in an ipset / nftables set while it is not master, or while it is
+  a master that is not the address owner, and drops incoming packets to them (and, in
+  strict mode, also filters IGMP/MLD on VMACs). Doing it needs the kernel's
+  netfilter: this host has neither ``iptables`` nor ``nft`` (checked), so rules could
+  neither be installed by a tool nor checked in a test; building nf_tables netlink
+  messages ourselves (pyroute2's NFTables) was not attempted. Such an instance runs
+  as with ``accept`` (a warning at start).
+- Not supported (logged): track_process and track_bfd entries count as up;
+  use_ipvlan.
 """
 
 from __future__ import annotations
@@ -65,7 +91,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrrp.addresses import AddressManager
+from vrrp.addresses import AddressError, AddressManager, Vmac
 from vrrp.garp import GarpSender
 from vrrp.instance import VrrpInstanceRunner, primary_address_of
 from vrrp.machine import State, master_down_interval
@@ -77,7 +103,7 @@ from vrrp.notify import (
     priority_change,
     removed,
 )
-from vrrp.spec import AddressFamily, IPAddress, VrrpConfig, VrrpInstance
+from vrrp.spec import AddressFamily, AuthType, IPAddress, VrrpConfig, VrrpInstance
 from vrrp.track import (
     Effective,
     Kind,
@@ -98,7 +124,19 @@ IFF_RUNNING = 0x40
 STOP_MARGIN = 1.0  # seconds beyond the longest handover before a forced stop
 
 
-ChannelKey = tuple[str | None, AddressFamily, IPAddress, tuple[IPAddress, ...], IPAddress]
+ChannelKey = tuple[str | None, AddressFamily, IPAddress, tuple[IPAddress, ...], IPAddress,
+                   int]
+
+# keepalived's set_interface_parameters (vrrp_if_config.c): on the VMAC, and on its base
+# (saved first, put back when the last VMAC on it goes)
+VMAC_SYSCTLS = {"arp_ignore": 1, "accept_local": 1, "rp_filter": 0,
+                "promote_secondaries": 1}
+# Beyond keepalived: arp_announce 2 on the base, else the ARP requests the base sends
+# for traffic from a VIP (replies leave by the base's route) carry the VIP with the
+# base's MAC and overwrite the clients' neighbour entries for the VIP (measured here).
+BASE_SYSCTLS = {"arp_ignore": 1, "arp_filter": 1, "arp_announce": 2}
+AH_PROTOCOL = 51
+VRRP_PROTOCOL = 112
 
 
 @dataclass
@@ -109,6 +147,9 @@ class _Channel:
 
     def dispatch(self, datagram: Datagram) -> None:
         payload = datagram.payload
+        if datagram.source.version == 4 and len(datagram.data) > 9 and \
+                datagram.data[9] == AH_PROTOCOL and len(payload) >= 2:
+            payload = payload[(payload[1] + 2) * 4:]  # the VRRP message after AH
         vrid = payload[1] if len(payload) >= 2 else -1
         runner = self.runners.get(vrid)
         if runner is not None:
@@ -118,9 +159,17 @@ class _Channel:
             other.wrong_vrid()
 
 
-def _channel_key(instance: VrrpInstance, source: IPAddress) -> ChannelKey:
-    return (instance.interface, instance.family, instance.mcast_dst_ip,
-            tuple(p.address for p in instance.unicast_peers), source)
+def uses_ah(instance: VrrpInstance) -> bool:
+    """A VRRPv2 instance with ``auth_type AH`` (IP protocol 51, an IP_HDRINCL socket)."""
+    auth = instance.authentication
+    return instance.version == 2 and auth is not None and auth.auth_type is AuthType.AH
+
+
+def _channel_key(instance: VrrpInstance, source: IPAddress,
+                 interface: str | None) -> ChannelKey:
+    return (interface, instance.family, instance.mcast_dst_ip,
+            tuple(p.address for p in instance.unicast_peers), source,
+            AH_PROTOCOL if uses_ah(instance) else VRRP_PROTOCOL)
 
 
 def handover_bound(instance: VrrpInstance) -> float:
@@ -156,6 +205,8 @@ class VrrpRuntime:
         self._notified_state: dict[str, State] = {}  # what each instance last notified
         self._started = False
         self._stopping = False
+        self._vmacs: dict[str, Vmac] = {}  # instance name -> its VMAC
+        self._base_sysctls: dict[str, dict[str, int]] = {}  # base -> values to put back
 
     # ------------------------------------------------------------- start
 
@@ -186,9 +237,13 @@ class VrrpRuntime:
     def _unsupported(self, config: VrrpConfig) -> None:
         now = time.monotonic()
         for instance in config.instances:
-            if instance.use_vmac or instance.use_ipvlan:
-                log.warning("(%s) use_vmac/use_ipvlan is not supported yet: the VIPs go on "
+            if instance.use_ipvlan:
+                log.warning("(%s) use_ipvlan is not supported yet: the VIPs go on "
                             "%s", instance.name, instance.interface)
+            if not instance.accept:
+                log.warning("(%s) no_accept (vrrp_strict) is not supported: packets to "
+                            "the VIPs are not filtered (no iptables/nftables rules)",
+                            instance.name)
         for tracker in self._tracking.trackers.values():
             for entry in tracker.tracked:
                 if entry.kind in (Kind.PROCESS, Kind.BFD):
@@ -206,15 +261,28 @@ class VrrpRuntime:
             log.error("(%s) not started: %s has no %s address to send adverts from",
                       instance.name, instance.interface, instance.family)
             return None
-        key = _channel_key(instance, source)
+        interface = instance.interface
+        if instance.use_vmac and instance.interface is not None:
+            try:
+                vmac = await asyncio.to_thread(self._add_vmac, instance)
+            except (AddressError, OSError) as error:
+                log.error("(%s) not started: cannot set up its VMAC: %s", instance.name,
+                          error)
+                return None
+            # keepalived sends and receives on the VMAC (source MAC 00:00:5e:00:01:VRID)
+            # unless vmac_xmit_base; IPv6 adverts go from the base's link-local address
+            if not instance.vmac_xmit_base and instance.family is AddressFamily.INET:
+                interface = vmac.name
+        key = _channel_key(instance, source, interface)
         channel = self._channels.get(key)
         if channel is None:
             box: list[_Channel] = []
             try:
                 sock = await VrrpSocket.open(
-                    instance.family, instance.interface, group=instance.mcast_dst_ip,
+                    instance.family, interface, group=instance.mcast_dst_ip,
                     unicast_peers=instance.unicast_peers, source=source,
                     unicast_ttl=instance.unicast_ttl, netns=self.netns,
+                    protocol=key[5], hdrincl=key[5] == AH_PROTOCOL,
                     on_receive=lambda datagram: box[0].dispatch(datagram) if box else None)
             except (OSError, ValueError) as error:
                 log.error("(%s) not started: cannot open its VRRP socket: %s",
@@ -238,7 +306,7 @@ class VrrpRuntime:
                 on_state=self._on_state, on_priority=self._on_priority,
                 notifier=self._notifier,
                 synced=self.config.sync_group_of(instance.name) is not None,
-                on_sync=self._on_sync)
+                on_sync=self._on_sync, vmac_prefix=self.config.globals.vmac_prefix)
         except ValueError as error:
             log.error("%s: not started", error)
             return None
@@ -247,6 +315,65 @@ class VrrpRuntime:
         runner.apply(self._effective(instance.name))
         runner.start()
         return runner
+
+    # ------------------------------------------------------------- VMAC
+
+    def _add_vmac(self, instance: VrrpInstance) -> Vmac:
+        """The instance's macvlan (thread): made (or adopted), up, keepalived's sysctls
+        on it, arp_ignore=1 / arp_filter=1 on its base (so only the VMAC answers ARP
+        for the VIPs, with the virtual MAC)."""
+        vmac = self._addresses.add_vmac(instance, self.config.globals.vmac_prefix)
+        self._vmacs[instance.name] = vmac
+        for key, value in VMAC_SYSCTLS.items():
+            self._write_sysctl(vmac.name, key, value)
+        if vmac.base not in self._base_sysctls:
+            saved: dict[str, int] = {}
+            for key, value in BASE_SYSCTLS.items():
+                old = self._read_sysctl(vmac.base, key)
+                if old is not None and old != value:
+                    saved[key] = old
+                    self._write_sysctl(vmac.base, key, value)
+            self._base_sysctls[vmac.base] = saved
+        log.info("(%s) VMAC %s (%s) on %s", instance.name, vmac.name, vmac.mac, vmac.base)
+        return vmac
+
+    def _restore_base_sysctls(self) -> None:
+        for base, saved in self._base_sysctls.items():
+            for key, value in saved.items():
+                self._write_sysctl(base, key, value)
+        self._base_sysctls.clear()
+
+    def _sysctl_path(self, interface: str, key: str) -> str:
+        return f"/proc/sys/net/ipv4/conf/{interface}/{key}"
+
+    def _read_sysctl(self, interface: str, key: str) -> int | None:
+        try:
+            if self.netns is None:
+                with open(self._sysctl_path(interface, key)) as handle:
+                    return int(handle.read().strip())
+            import subprocess
+
+            done = subprocess.run(["ip", "netns", "exec", self.netns, "cat",
+                                   self._sysctl_path(interface, key)], capture_output=True,
+                                  text=True, timeout=5, check=True)
+            return int(done.stdout.strip())
+        except Exception as error:
+            log.warning("cannot read %s of %s: %s", key, interface, error)
+            return None
+
+    def _write_sysctl(self, interface: str, key: str, value: int) -> None:
+        try:
+            if self.netns is None:
+                with open(self._sysctl_path(interface, key), "w") as handle:
+                    handle.write(f"{value}\n")
+                return
+            import subprocess
+
+            subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c",
+                            f"echo {value} > {self._sysctl_path(interface, key)}"],
+                           capture_output=True, timeout=5, check=True)
+        except Exception as error:
+            log.warning("cannot set %s=%d on %s: %s", key, value, interface, error)
 
     def _garp_sender(self, device: str) -> GarpSender:
         sender = self._garp.get(device)
@@ -487,6 +614,7 @@ class VrrpRuntime:
         failures = await asyncio.to_thread(self._addresses.stop)
         for failure in failures:
             log.error("at stop: %s", failure)
+        await asyncio.to_thread(self._restore_base_sysctls)
         for channel in self._channels.values():
             channel.socket.close()
         self._channels.clear()
@@ -538,6 +666,14 @@ class VrrpRuntime:
         for runner in removed_ones:
             self._notifier.send(removed(runner.instance, runner.machine.priority))
         await self._stop_runners([r for r, _ in stopped], graceful=False)
+        for runner in removed_ones:  # a removed use_vmac instance's VMAC goes too
+            vmac = self._vmacs.pop(runner.name, None)
+            if vmac is not None:
+                try:
+                    await asyncio.to_thread(self._addresses.remove_vmac, vmac.name)
+                except AddressError as error:
+                    log.error("(%s) cannot remove its VMAC %s: %s", runner.name,
+                              vmac.name, error)
         self.config = new
         self._tracking = tracking
         if tracked_scripts(new) != tracked_scripts(old):
@@ -555,8 +691,8 @@ class VrrpRuntime:
     def _unsupported_new(self, config: VrrpConfig, started: list[VrrpInstance]) -> None:
         now = time.monotonic()
         for instance in started:
-            if instance.use_vmac or instance.use_ipvlan:
-                log.warning("(%s) use_vmac/use_ipvlan is not supported yet", instance.name)
+            if instance.use_ipvlan:
+                log.warning("(%s) use_ipvlan is not supported yet", instance.name)
             tracker = self._tracking.trackers.get(instance.name)
             for entry in tracker.tracked if tracker is not None else ():
                 if entry.kind in (Kind.PROCESS, Kind.BFD):

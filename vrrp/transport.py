@@ -9,7 +9,7 @@ Public API
 ----------
 ``sock = await VrrpSocket.open(family, interface, *, group=None, unicast_peers=(),
 source=None, unicast_ttl=None, protocol=112, netns=None, on_receive=None,
-queue_size=1024, rcvbuf=None, kernel_checksum=False)``
+queue_size=1024, rcvbuf=None, kernel_checksum=False, hdrincl=False)``
 
 - ``family``: `vrrp.spec.AddressFamily` (or ``socket.AF_INET`` / ``socket.AF_INET6``).
 - ``interface``: the interface name (str), or None for a unicast-only socket that is
@@ -35,6 +35,10 @@ queue_size=1024, rcvbuf=None, kernel_checksum=False)``
 - ``queue_size``: otherwise packets wait in a queue of this many (then the newest are
   dropped, ``counters.dropped_overflow``) for ``await sock.receive()`` or
   ``async for received in sock``.
+- ``hdrincl``: IPv4 only: IP_HDRINCL, the caller sends whole IPv4 datagrams (header
+  included: `vrrp.packet.encode_ipv4`, needed for VRRPv2 ``auth_type AH`` whose ICV
+  covers the IP header, with ``protocol=51``); `send` then takes the datagram. The
+  kernel fills in nothing but the header checksum (and the id when it is 0).
 - ``kernel_checksum``: IPv6 only: let the kernel fill in (and verify: bad ones are then
   dropped unseen) the VRRPv3 checksum at offset 6 (IPV6_CHECKSUM). Off by default so
   that the caller sees and counts bad checksums itself.
@@ -248,6 +252,7 @@ class VrrpSocket:
         self.protocol = protocol
         self.counters = TransportCounters()
         self.last_send_error: OSError | None = None
+        self.hdrincl = False
         self._on_receive = on_receive
         self._queue: asyncio.Queue[Datagram | object] = asyncio.Queue(maxsize=queue_size + 1)
         self._queue_size = queue_size
@@ -270,7 +275,8 @@ class VrrpSocket:
                    on_receive: Callable[[Datagram], object] | None = None,
                    queue_size: int = 1024,
                    rcvbuf: int | None = None,
-                   kernel_checksum: bool = False) -> VrrpSocket:
+                   kernel_checksum: bool = False,
+                   hdrincl: bool = False) -> VrrpSocket:
         fam = _family(family)
         peers = tuple(_peer_address(p) for p in unicast_peers)
         if interface is None and not peers:
@@ -299,15 +305,23 @@ class VrrpSocket:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             if version == 4:
                 _setup_ipv4(sock, ifindex, group, ttl, join=not peers and ifindex != 0)
+                if hdrincl:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            elif hdrincl:
+                raise ValueError("IP_HDRINCL is IPv4 only")
             else:
                 _setup_ipv6(sock, ifindex, group, ttl, join=not peers and ifindex != 0,
                             kernel_checksum=kernel_checksum)
         except BaseException:
             sock.close()
             raise
-        return cls(sock, family=fam, interface=interface, ifindex=ifindex, group=group,
+        made = cls(sock, family=fam, interface=interface, ifindex=ifindex, group=group,
                    peers=peers, source=src, protocol=protocol, on_receive=on_receive,
                    queue_size=queue_size)
+        if hdrincl:
+            made.hdrincl = True
+            made._send_ancillary = []  # the datagram carries its own source
+        return made
 
     # -- properties
 

@@ -1,6 +1,7 @@
 """Ours and a real keepalived 2.2.7 in the same VRID, on one bridge: whoever has the
 higher priority is master, the other backup, and each takes over when the other is
 killed. VRRPv2 with auth_type PASS (advert_int 1: v2 intervals are whole seconds),
+VRRPv2 with auth_type AH (IP protocol 51, multicast and unicast),
 VRRPv3 over IPv4 (advert_int 0.2), VRRPv3 in unicast mode (unicast_src_ip and
 unicast_peer on both sides) and VRRPv3 over IPv6 (ff02::12, link-local sources)."""
 
@@ -25,6 +26,7 @@ from tests.netns.test_vrrp_run import (
 )
 
 V2_PASS = "authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }"
+V2_AH = "authentication {\n        auth_type AH\n        auth_pass k3yp4ss\n    }"
 
 
 def keepalived_config(priority: int, version: int, advert: float, auth: str,
@@ -47,6 +49,8 @@ vrrp_instance VI_1 {{
 
 
 CASES = [pytest.param(2, 1.0, V2_PASS, "multicast", id="v2-pass"),
+         pytest.param(2, 1.0, V2_AH, "multicast", id="v2-ah"),
+         pytest.param(2, 1.0, V2_AH, "unicast", id="v2-ah-unicast"),
          pytest.param(3, 0.2, "", "multicast", id="v3-ipv4"),
          pytest.param(3, 0.2, "", "unicast", id="v3-unicast"),
          pytest.param(3, 0.2, "", "ipv6", id="v3-ipv6")]

@@ -469,3 +469,128 @@ def test_ipv6_two_of_ours(lab: Lab):
     """VRRPv3 to ff02::12 from link-local sources."""
     a, b = pair(lab)
     elect_and_fail_over(lab, a, b, ipv6_config(150), ipv6_config(100), VIP6, "ipv6")
+
+
+# ----------------------------------------------------------------- link down, preemption, tracking
+
+
+def settled_pair(lab: Lab, text_a: str, text_b: str, name: str) -> tuple[Node, Node, Ours, Ours]:
+    """a (higher) master holding the VIP, b backup that has heard it."""
+    a, b = pair(lab)
+    ours_a = Ours(lab, a, text_a, name).start()
+    ours_a.wait_log("(VI_1) Entering MASTER STATE")
+    wait_holds(a, 5)
+    ours_b = Ours(lab, b, text_b, name).start()
+    ours_b.wait_log("(VI_1) Entering BACKUP STATE")
+    time.sleep(3 * ADVERT + 0.3)
+    assert holds(a) and not holds(b)
+    return a, b, ours_a, ours_b
+
+
+def test_master_link_down_fails_over_and_faults(lab: Lab):
+    """The master's own interface goes down (tracked by default): the backup takes over
+    within the master-down interval, the old master goes FAULT and drops the VIP; the
+    link back up: it leaves FAULT and preempts back."""
+    a, b, ours_a, ours_b = settled_pair(lab, config(150), config(100), "linkdown")
+    a.run("ip", "link", "set", "eth0", "down")
+    took = wait_holds(b, 5)
+    assert took < MASTER_DOWN + 0.3, f"backup took {took:.3f} s"
+    ours_a.wait_log("(VI_1) Entering FAULT STATE", 3)
+    wait_released(a, 2)
+    a.run("ip", "link", "set", "eth0", "up")
+    ours_a.wait_log("(VI_1) Entering BACKUP STATE (", 5)
+    wait_holds(a, 5)
+    wait_released(b, 3)
+    assert ours_b.count("(VI_1) Entering BACKUP STATE") == 2
+
+
+def test_master_link_down_without_preempt_comes_back_backup(lab: Lab):
+    """Same with nopreempt on the old master: back up, it stays BACKUP."""
+    a, b, ours_a, _ = settled_pair(
+        lab, config(150, instance_extra="nopreempt"), config(100), "linkdown-np")
+    a.run("ip", "link", "set", "eth0", "down")
+    wait_holds(b, 5)
+    ours_a.wait_log("(VI_1) Entering FAULT STATE", 3)
+    a.run("ip", "link", "set", "eth0", "up")
+    ours_a.wait_log("(VI_1) Entering BACKUP STATE (", 5)
+    time.sleep(3 * MASTER_DOWN)
+    assert holds(b) and not holds(a)
+    assert ours_a.count("(VI_1) Entering MASTER STATE") == 1
+
+
+def test_nopreempt_returning_higher_priority_stays_backup(lab: Lab):
+    a, b, ours_a, ours_b = settled_pair(
+        lab, config(150, instance_extra="nopreempt"), config(100), "nopreempt")
+    assert ours_a.process is not None
+    ours_a.process.stop(signal.SIGKILL)
+    wait_holds(b, 5)
+    ours_a.start()
+    ours_a.wait_log("removed a leftover of a previous run")
+    ours_a.wait_log("(VI_1) Entering BACKUP STATE")
+    time.sleep(3 * MASTER_DOWN)
+    assert holds(b) and not holds(a)
+    assert "(VI_1) Entering MASTER STATE" not in ours_a.output()
+    assert "(VI_1) Entering MASTER STATE" in ours_b.output()
+
+
+def test_preempt_delay(lab: Lab):
+    """preempt_delay 1.5: the returning higher priority takes over after the delay,
+    not before."""
+    delay = 1.5
+    a, b, ours_a, _ = settled_pair(
+        lab, config(150, instance_extra=f"preempt_delay {delay}"), config(100), "pdelay")
+    assert ours_a.process is not None
+    ours_a.process.stop(signal.SIGKILL)
+    wait_holds(b, 5)
+    ours_a.start()
+    ours_a.wait_log("(VI_1) Entering BACKUP STATE")
+    start = time.monotonic()
+    took = wait_holds(a, delay + MASTER_DOWN + 2)
+    elapsed = time.monotonic() - start
+    assert elapsed > delay - 0.3, f"took over after {took:.3f} s, before the delay"
+    assert elapsed < delay + MASTER_DOWN + 1.0, f"took over after {elapsed:.3f} s"
+    wait_released(b, 3)
+
+
+def test_track_file_weight_moves_the_vip(lab: Lab):
+    """track_file: value x weight changes the priority; below the peer's, the VIP moves;
+    back to 0, the master preempts back."""
+    path = lab.workdir / "track-file"
+    path.write_text("0\n")
+    extra = f'vrrp_track_file tf {{\n    file "{path}"\n    weight 10\n}}'
+    a, b, ours_a, _ = settled_pair(
+        lab, config(150, extra=extra, instance_extra="track_file {\n        tf\n    }"),
+        config(100), "trackfile")
+    path.write_text("-6\n")  # 150 + (-6 x 10) = 90 < 100
+    took = wait_holds(b, 5)
+    assert took < 0.5 + ADVERT + 1.0, f"track_file failover took {took:.3f} s"
+    wait_released(a, 2)
+    ours_a.wait_log("effective priority 90")
+    path.write_text("-3\n")  # 120 > 100: preempts back
+    wait_holds(a, 5)
+    wait_released(b, 3)
+    ours_a.wait_log("effective priority 120")
+
+
+def test_track_interface_weight_moves_the_vip(lab: Lab):
+    """track_interface with a weight: down costs the weight (BACKUP, not FAULT)."""
+    a, b = pair(lab)
+    a.run("ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk0p")
+    a.run("ip", "link", "set", "trk0p", "up")
+    a.run("ip", "link", "set", "trk0", "up")
+    track = "track_interface {\n        trk0 weight -60\n    }"
+    ours_a = Ours(lab, a, config(150, instance_extra=track), "trackif").start()
+    ours_a.wait_log("(VI_1) Entering MASTER STATE")
+    wait_holds(a, 5)
+    ours_b = Ours(lab, b, config(100), "trackif").start()
+    ours_b.wait_log("(VI_1) Entering BACKUP STATE")
+    time.sleep(3 * ADVERT + 0.3)
+    a.run("ip", "link", "set", "trk0", "down")
+    took = wait_holds(b, 5)
+    assert took < 0.2 + ADVERT + 0.8, f"track_interface failover took {took:.3f} s"
+    wait_released(a, 2)
+    ours_a.wait_log("effective priority 90")
+    assert "FAULT" not in ours_a.output()
+    a.run("ip", "link", "set", "trk0", "up")
+    wait_holds(a, 5)
+    wait_released(b, 3)

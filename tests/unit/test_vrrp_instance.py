@@ -259,3 +259,66 @@ async def test_a_synced_member_asks_the_group_and_is_forced():
     r.shutdown()
     await r.stopped(1)
     await r.close()
+
+
+# ----------------------------------------------------------------- AH, VMAC
+
+
+AH = Authentication(auth_type=AuthType.AH, auth_pass="k3yp4ss")
+
+
+class FakeRawSocket(FakeSocket):
+    hdrincl = True
+
+
+async def test_ah_needs_a_hdrincl_socket():
+    instance = inst(version=2, advert_int=1.0, authentication=AH)
+    with pytest.raises(ValueError, match="IP_HDRINCL"):
+        runner(instance)
+
+
+async def test_ah_adverts_are_whole_datagrams_that_verify():
+    from vrrp.packet import decode_ipv4, verify_auth
+
+    instance = inst(version=2, advert_int=1.0, authentication=AH, priority=255)
+    sock, addresses = FakeRawSocket(), FakeAddresses()
+    r = VrrpInstanceRunner(instance, socket=sock, source=OURS, addresses=addresses)
+    r.start()
+    r.shutdown(graceful=False)
+    assert await r.stopped(1)
+    assert len(sock.sent) == 2
+    idents, sequences = [], []
+    for payload, _ in sock.sent:
+        received = decode_ipv4(payload)
+        verify_auth(received, AH)
+        assert received.ah is not None and received.ah.spi == int(OURS)
+        idents.append(struct.unpack_from("!H", payload, 4)[0])
+        sequences.append(received.ah.sequence)
+    assert idents == [1, 2]
+    assert sequences[1] == sequences[0] + 1
+    assert [decode_ipv4(p).advert.priority for p, _ in sock.sent] == [255, 0]
+    # what we send is what our own check accepts
+    own = Datagram(data=sock.sent[0][0], source=OURS, destination=GROUP, ttl=255,
+                   ifindex=2)
+    assert check_datagram(instance, own).priority == 255
+    await r.close()
+
+
+async def test_vmac_instance_puts_its_vips_on_the_vmac():
+    seen: list[str | None] = []
+
+    class Recording(FakeAddresses):
+        def add(self, vip, default):
+            seen.append(default)
+            return True
+
+    instance = inst(priority=255, use_vmac=True)
+    sock = FakeSocket()
+    r = VrrpInstanceRunner(instance, socket=sock, source=OURS, addresses=Recording(),
+                           vmac_prefix="vr")
+    r.start()
+    await r.drain(1)
+    assert seen == ["vr.51"]
+    r.shutdown(graceful=False)
+    assert await r.stopped(1)
+    await r.close()
