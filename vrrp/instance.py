@@ -11,7 +11,9 @@ The machine decides; this adapter feeds it and carries out what it returns:
 - actions: SendAdvert -> `vrrp.packet.encode` + `VrrpSocket.send` once per destination
   (the v3 checksum covers it); Add/RemoveAddresses -> `AddressManager` in a thread
   (VIPs, excluded VIPs, virtual routes); SendGratuitous -> `GarpSender` on the burst
-  schedule of `vrrp.garp` (cancelled when we stop being master); StateChanged -> one
+  schedule of `vrrp.garp` (cancelled when we stop being master); no_accept: the
+  firewall's drop rules for the VIPs (`vrrp.firewall`) are set before the addresses
+  are added and removed after they are removed, as keepalived does; StateChanged -> one
   log line and the ``on_state`` callback (the runtime sends notifications, it knows
   sync groups); LowerPriorityReceived -> notify_master_rx_lower_pri.
 - tracking: `apply(effective)` turns a `vrrp.track.Effective` into PriorityChanged /
@@ -29,7 +31,7 @@ Public API::
         source: IPAddress, addresses: AddressManager, garp: Callable[[str], GarpSender]
         | None = None, garp_interval: float = 0.0, on_state=None, on_priority=None,
         notifier: Notifier | None = None, loop=None, synced: bool = False,
-        on_sync=None, vmac_prefix: str = "vrrp")
+        on_sync=None, vmac_prefix: str = "vrrp", firewall: Firewall | None = None)
         source: our primary address (unicast_src_ip, or the interface's), in adverts'
         checksums and elections. garp(device) gives the sender for a device.
         on_state(runner, old: State, new: State, reason: str); on_priority(runner,
@@ -40,6 +42,12 @@ Public API::
         vmac_prefix: global_defs vmac_prefix; with use_vmac the VIPs without ``dev``
         (and their GARPs, sent from the virtual MAC) go on the VMAC, PREFIX.VRID or
         the instance's vmac_interface (the runtime makes it: `AddressManager.add_vmac`).
+        firewall: a `vrrp.firewall.Firewall`; used only when `vrrp.firewall.blocks`
+        (no_accept and configured priority not 255): while the instance holds its
+        addresses (MASTER, and a graceful handover) every VIP and excluded VIP is
+        blocked (keepalived: "setting firewall drop rule" on becoming MASTER, before
+        the VIPs; "removing" after they are removed on leaving it). None with such an
+        instance: nothing is filtered (logged once).
         VRRPv2 ``auth_type AH``: ``socket`` must be an IP_HDRINCL socket of protocol 51
         (`VrrpSocket.open(..., protocol=51, hdrincl=True)`); adverts are whole
         datagrams from `vrrp.packet.encode_ipv4` (IP id counting up from 1, skipping
@@ -61,11 +69,9 @@ Public API::
 Counters (ints): adverts_sent, adverts_received, send_errors, bad_checksum, bad_ttl,
 auth_failure, bad_version, bad_type, bad_length, wrong_vrid, wrong_address_list,
 interval_mismatch, discarded, priority_zero_sent, priority_zero_received,
-became_master, released_master, address_errors.
+became_master, released_master, address_errors, firewall_errors.
 
-Not done here: accept/no_accept firewall rules (vrrp_strict's iptables/nftables
-rules that drop traffic to the VIPs on a backup or a non-owner master: see the
-runtime's docstring for why), virtual_rules.
+Not done here: virtual_rules.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ from typing import Any
 
 from vrrp import garp as garp_mod
 from vrrp.addresses import AddressError, AddressManager, instance_interface
+from vrrp.firewall import Firewall, FirewallError, blocked_addresses, blocks
 from vrrp.machine import (
     AddAddresses,
     AdvertDiscarded,
@@ -123,7 +130,7 @@ COUNTERS = ("adverts_sent", "adverts_received", "send_errors", "bad_checksum", "
             "auth_failure", "bad_version", "bad_type", "bad_length", "wrong_vrid",
             "wrong_address_list", "interval_mismatch", "discarded", "priority_zero_sent",
             "priority_zero_received", "became_master", "released_master",
-            "address_errors")
+            "address_errors", "firewall_errors")
 
 
 def advert_addresses(instance: VrrpInstance) -> tuple[IPAddress, ...]:
@@ -191,7 +198,7 @@ class VrrpInstanceRunner:
                  loop: asyncio.AbstractEventLoop | None = None,
                  synced: bool = False,
                  on_sync: Callable[[VrrpInstanceRunner, str], None] | None = None,
-                 vmac_prefix: str = "vrrp") -> None:
+                 vmac_prefix: str = "vrrp", firewall: Firewall | None = None) -> None:
         self._ah = (instance.version == 2 and instance.authentication is not None
                     and instance.authentication.auth_type is AuthType.AH)
         if self._ah and (instance.family is not AddressFamily.INET
@@ -226,6 +233,12 @@ class VrrpInstanceRunner:
         self._vips = advert_addresses(instance)
         self._vip_set = frozenset(self._vips)
         self._interface = instance_interface(instance, vmac_prefix)
+        self.firewall = firewall if blocks(instance) else None
+        self._blocked = (blocked_addresses(instance, self._interface)
+                         if self.firewall is not None else ())
+        if blocks(instance) and firewall is None:
+            log.warning("(%s) no_accept: no firewall given, packets to the VIPs are not "
+                        "dropped", self.name)
 
     # ------------------------------------------------------------- view
 
@@ -423,9 +436,11 @@ class VrrpInstanceRunner:
         if isinstance(action, SendAdvert):
             self._send_advert(action.priority)
         elif isinstance(action, AddAddresses):
+            await self._firewall(block=True)
             await self._addresses(add=True)
         elif isinstance(action, RemoveAddresses):
             await self._addresses(add=False)
+            await self._firewall(block=False)
         elif isinstance(action, SendGratuitous):
             self._gratuitous(action.kind)
         elif isinstance(action, StateChanged):
@@ -506,6 +521,24 @@ class VrrpInstanceRunner:
             return
         log.info("(%s) %s %d virtual address(es)", self.name, "added" if add else "removed",
                  len(instance.virtual_ipaddresses) + len(instance.virtual_ipaddresses_excluded))
+
+    async def _firewall(self, block: bool) -> None:
+        """no_accept: drop packets to (and from) the VIPs while we hold them."""
+        firewall = self.firewall
+        if firewall is None or not self._blocked:
+            return
+        try:
+            if block:
+                await asyncio.to_thread(firewall.block, self.name, self._blocked)
+            else:
+                await asyncio.to_thread(firewall.unblock, self.name)
+        except (FirewallError, ValueError) as error:
+            self.counters["firewall_errors"] += 1
+            log.error("(%s) cannot %s the firewall drop rule: %s", self.name,
+                      "set" if block else "remove", error)
+            return
+        log.info("(%s) %s firewall drop rule (no_accept)", self.name,
+                 "set" if block else "removed")
 
     def _gratuitous(self, kind: GarpKind) -> None:
         if self._garp is None:

@@ -67,15 +67,19 @@ What it does:
 - VRRPv2 ``auth_type AH``: the instance's socket is an IP_HDRINCL socket of IP
   protocol 51 (channels are keyed by protocol too); received AH datagrams are
   dispatched by the VRID after the AH header; sending: see `vrrp.instance`.
-- accept / no_accept (vrrp_strict): NOT implemented. keepalived (vrrp_iptables.c,
-  vrrp_nftables.c) puts every VIP of a no_accept instance (strict mode implies it,
-  unless ``accept``) in an ipset / nftables set while it is not master, or while it is
-  a master that is not the address owner, and drops incoming packets to them (and, in
-  strict mode, also filters IGMP/MLD on VMACs). Doing it needs the kernel's
-  netfilter: this host has neither ``iptables`` nor ``nft`` (checked), so rules could
-  neither be installed by a tool nor checked in a test; building nf_tables netlink
-  messages ourselves (pyroute2's NFTables) was not attempted. Such an instance runs
-  as with ``accept`` (a warning at start).
+- accept / no_accept (vrrp_strict), as keepalived 2.2.7 with nftables does it
+  (`vrrp.firewall`, which runs ``nft -f -``): one `Firewall` (table: global_defs
+  ``nftables NAME``, default ``keepalived``; ``nftables_priority``,
+  ``nftables_counters``). At start, when ``nft`` is installed, tables of that name a
+  crashed run left are deleted (logged as leftovers), whatever the config. A
+  no_accept instance whose configured priority is not 255 drops packets to and from
+  its VIPs and excluded VIPs while it is MASTER (set before the VIPs are added,
+  removed after they are removed: `vrrp.instance`); a BACKUP has no rule (the VIPs
+  are not on it), an address owner or an ``accept`` instance never has one. At stop
+  the tables are deleted. ``nft`` missing with such an instance: an error at start,
+  and the instance runs unfiltered. The table settings are read at start only (a
+  reload that changes them logs that a restart is needed). IGMP/MLD filtering on
+  VMACs is not done.
 - Not supported (logged): track_process and track_bfd entries count as up;
   use_ipvlan.
 """
@@ -86,12 +90,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from vrrp.addresses import AddressError, AddressManager, Vmac
+from vrrp.firewall import DEFAULT_TABLE, Firewall, FirewallError, blocks
 from vrrp.garp import GarpSender
 from vrrp.instance import VrrpInstanceRunner, primary_address_of
 from vrrp.machine import State, master_down_interval
@@ -207,6 +213,7 @@ class VrrpRuntime:
         self._stopping = False
         self._vmacs: dict[str, Vmac] = {}  # instance name -> its VMAC
         self._base_sysctls: dict[str, dict[str, int]] = {}  # base -> values to put back
+        self._firewall = self._make_firewall(config)
 
     # ------------------------------------------------------------- start
 
@@ -216,6 +223,7 @@ class VrrpRuntime:
             self._addresses.remove_leftovers, config.instances, config.globals.vmac_prefix)
         for line in removed:
             log.warning("removed a leftover of a previous run: %s", line)
+        await self._start_firewall(config)
         self._unsupported(config)
         await self._poll_links_once()
         self._read_files_once()
@@ -226,6 +234,38 @@ class VrrpRuntime:
         self._started = True
         log.info("VRRP running: %d instance(s) on %d socket(s)", len(self.runners),
                  len(self._channels))
+
+    # ------------------------------------------------------------- firewall
+
+    @staticmethod
+    def _firewall_settings(config: VrrpConfig) -> tuple[str, int, bool]:
+        g = config.globals
+        return (g.nftables or DEFAULT_TABLE, g.nftables_priority, g.nftables_counters)
+
+    def _make_firewall(self, config: VrrpConfig) -> Firewall:
+        table, priority, counters = self._firewall_settings(config)
+        return Firewall(self.netns, table=table, priority=priority, counters=counters)
+
+    async def _start_firewall(self, config: VrrpConfig) -> None:
+        firewall = self._firewall
+        needed = [i.name for i in config.instances if blocks(i)]
+        if shutil.which(firewall.nft) is None:
+            if needed:
+                log.error("no_accept (%s): %s not found (Debian package nftables): "
+                          "packets to the VIPs are not dropped", ", ".join(needed),
+                          firewall.nft)
+            return
+        try:
+            tables = await asyncio.to_thread(firewall.remove_leftovers)
+        except FirewallError as error:
+            log.error("cannot remove leftover firewall tables: %s", error)
+        else:
+            for table in tables:
+                log.warning("removed a leftover of a previous run: nftables table %s",
+                            table)
+        if needed and config.globals.nftables is None:
+            log.info("no_accept/strict specified, but no firewall configured - using "
+                     "nftables (table %s)", firewall.table)
 
     def _fifos(self, config: VrrpConfig) -> list[FifoWriter]:
         fifos = []
@@ -240,10 +280,6 @@ class VrrpRuntime:
             if instance.use_ipvlan:
                 log.warning("(%s) use_ipvlan is not supported yet: the VIPs go on "
                             "%s", instance.name, instance.interface)
-            if not instance.accept:
-                log.warning("(%s) no_accept (vrrp_strict) is not supported: packets to "
-                            "the VIPs are not filtered (no iptables/nftables rules)",
-                            instance.name)
         for tracker in self._tracking.trackers.values():
             for entry in tracker.tracked:
                 if entry.kind in (Kind.PROCESS, Kind.BFD):
@@ -306,7 +342,8 @@ class VrrpRuntime:
                 on_state=self._on_state, on_priority=self._on_priority,
                 notifier=self._notifier,
                 synced=self.config.sync_group_of(instance.name) is not None,
-                on_sync=self._on_sync, vmac_prefix=self.config.globals.vmac_prefix)
+                on_sync=self._on_sync, vmac_prefix=self.config.globals.vmac_prefix,
+                firewall=self._firewall)
         except ValueError as error:
             log.error("%s: not started", error)
             return None
@@ -615,6 +652,10 @@ class VrrpRuntime:
         for failure in failures:
             log.error("at stop: %s", failure)
         await asyncio.to_thread(self._restore_base_sysctls)
+        try:
+            await asyncio.to_thread(self._firewall.close)
+        except FirewallError as error:
+            log.error("at stop: cannot delete the firewall table: %s", error)
         for channel in self._channels.values():
             channel.socket.close()
         self._channels.clear()
@@ -674,6 +715,9 @@ class VrrpRuntime:
                 except AddressError as error:
                     log.error("(%s) cannot remove its VMAC %s: %s", runner.name,
                               vmac.name, error)
+        if self._firewall_settings(new) != self._firewall_settings(old):
+            log.warning("reload: nftables / nftables_priority / nftables_counters "
+                        "changed: applied at the next restart")
         self.config = new
         self._tracking = tracking
         if tracked_scripts(new) != tracked_scripts(old):
