@@ -45,7 +45,7 @@ test-kernel: venv deps
 
 # Host benchmarks, then the kernel ones (ours vs ipvsadm-restore) in the UML guest.
 bench: venv deps
-	$(BIN)/python -m pytest tests/bench -s -q
+	$(SUDO) $(BIN)/python -m pytest tests/bench -s -q
 	$(SUDO) $(BIN)/python tests/kernel/uml.py tests/bench/test_kernel_bench.py -s -v
 
 lint: venv
