@@ -159,6 +159,31 @@ def _run(options: argparse.Namespace, config) -> int:
         state_files.remove_pid(state_dir)
 
 
+async def _reloaded_config(options: argparse.Namespace, log):
+    """SIGHUP: the file loaded again, or None (every problem logged with its location)
+    when it has errors: the caller keeps running the previous configuration."""
+    import asyncio
+
+    log.info("SIGHUP: reloading %s", options.config)
+    try:
+        new, problems = await asyncio.to_thread(
+            load_config, options.config, strict=options.strict,
+            config_id=options.config_id, input_format=options.input_format)
+    except ConfigError as error:
+        for problem in error.problems:
+            log.error("reload: %s", problem)
+        log.error("reload: %s has errors; still running the previous configuration",
+                  options.config)
+        return None
+    except Exception as error:  # unreadable file and the like
+        log.error("reload: cannot load %s: %s; still running the previous "
+                  "configuration", options.config, error)
+        return None
+    for problem in problems:
+        log.warning("reload: %s", problem)
+    return new
+
+
 async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> int:
     import asyncio
     import signal
@@ -184,24 +209,8 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
 
     async def reload() -> None:
         async with lock:
-            log.info("SIGHUP: reloading %s", options.config)
-            try:
-                new, problems = await asyncio.to_thread(
-                    load_config, options.config, strict=options.strict,
-                    config_id=options.config_id, input_format=options.input_format)
-            except ConfigError as error:
-                for problem in error.problems:
-                    log.error("reload: %s", problem)
-                log.error("reload: %s has errors; still running the previous configuration",
-                          options.config)
-                return
-            except Exception as error:  # unreadable file and the like
-                log.error("reload: cannot load %s: %s; still running the previous "
-                          "configuration", options.config, error)
-                return
-            for problem in problems:
-                log.warning("reload: %s", problem)
-            if not stopping.is_set():
+            new = await _reloaded_config(options, log)
+            if new is not None and not stopping.is_set():
                 await balancer.reload(new)
 
     def on_hup() -> None:
@@ -288,24 +297,8 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
 
     async def reload() -> None:
         async with lock:
-            log.info("SIGHUP: reloading %s", options.config)
-            try:
-                new, problems = await asyncio.to_thread(
-                    load_config, options.config, strict=options.strict,
-                    config_id=options.config_id, input_format=options.input_format)
-            except ConfigError as error:
-                for problem in error.problems:
-                    log.error("reload: %s", problem)
-                log.error("reload: %s has errors; still running the previous configuration",
-                          options.config)
-                return
-            except Exception as error:  # unreadable file and the like
-                log.error("reload: cannot load %s: %s; still running the previous "
-                          "configuration", options.config, error)
-                return
-            for problem in problems:
-                log.warning("reload: %s", problem)
-            if not stopping.is_set():
+            new = await _reloaded_config(options, log)
+            if new is not None and not stopping.is_set():
                 await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
 
     def on_hup() -> None:
