@@ -196,18 +196,27 @@ def largenum(value: int, exact: bool) -> str:
     return f"{value // 1_000_000_000_000:8d}T"
 
 
+def _counter_columns(fmt: Format, counters: Counters, exact: bool) -> str | None:
+    """The --stats or --rate columns of a service or real server line; None for the
+    other formats."""
+    if fmt is Format.STATS:
+        values = (counters.connections, counters.packets_in, counters.packets_out,
+                  counters.bytes_in, counters.bytes_out)
+    elif fmt is Format.RATE:
+        values = (counters.connections_per_second, counters.packets_in_per_second,
+                  counters.packets_out_per_second, counters.bytes_in_per_second,
+                  counters.bytes_out_per_second)
+    else:
+        return None
+    return "".join(largenum(v, exact) for v in values)
+
+
 def _service_line(key: ServiceKey, service: Service, fmt: Format, counters: Counters,
                   exact: bool, names: Names | None) -> str:
     name = service_name(key, names)
-    if fmt is Format.STATS:
-        return f"{name:<33}" + "".join(largenum(v, exact) for v in (
-            counters.connections, counters.packets_in, counters.packets_out,
-            counters.bytes_in, counters.bytes_out))
-    if fmt is Format.RATE:
-        return f"{name:<33}" + "".join(largenum(v, exact) for v in (
-            counters.connections_per_second, counters.packets_in_per_second,
-            counters.packets_out_per_second, counters.bytes_in_per_second,
-            counters.bytes_out_per_second))
+    columns = _counter_columns(fmt, counters, exact)
+    if columns is not None:
+        return f"{name:<33}{columns}"
     settings = service.settings
     line = f"{name} {settings.scheduler}"
     flags = sched_flags_text(service)
@@ -227,15 +236,9 @@ def _destination_line(key: DestinationKey, dest: DestinationSettings, fmt: Forma
                       conns: ConnectionCounts, counters: Counters, exact: bool,
                       service: ServiceKey | None = None, names: Names | None = None) -> str:
     name = _destination_name(key, service, names)
-    if fmt is Format.STATS:
-        return f"  -> {name:<28}" + "".join(largenum(v, exact) for v in (
-            counters.connections, counters.packets_in, counters.packets_out,
-            counters.bytes_in, counters.bytes_out))
-    if fmt is Format.RATE:
-        return f"  -> {name:<28}" + "".join(largenum(v, exact) for v in (
-            counters.connections_per_second, counters.packets_in_per_second,
-            counters.packets_out_per_second, counters.bytes_in_per_second,
-            counters.bytes_out_per_second))
+    columns = _counter_columns(fmt, counters, exact)
+    if columns is not None:
+        return f"  -> {name:<28}{columns}"
     if fmt is Format.THRESHOLDS:
         return (f"  -> {name:<28} {dest.upper_threshold:<10} {dest.lower_threshold:<10} "
                 f"{conns.active:<10} {conns.inactive:<10}")
