@@ -206,16 +206,23 @@ def _drain_of(path: str, index: int, entry: Any) -> RealServerId:
     return RealServerId(vs, address, port)
 
 
-def read_drains(state_dir: str) -> frozenset[RealServerId]:
-    """The drained real servers (none when the file does not exist)."""
-    path = drains_path(state_dir)
+def _read_list(path: str, key: str, what: str) -> list[Any]:
+    """The list under `key` of a versioned state file; empty when the file does not
+    exist."""
     try:
         data = _read_json(path)
     except FileNotFoundError:
-        return frozenset()
-    drains = _versioned(path, data, "the drained real servers").get("drains")
-    if not isinstance(drains, list):
-        raise StateFileError(f"{path}: 'drains' is missing or not a list")
+        return []
+    entries = _versioned(path, data, what).get(key)
+    if not isinstance(entries, list):
+        raise StateFileError(f"{path}: '{key}' is missing or not a list")
+    return entries
+
+
+def read_drains(state_dir: str) -> frozenset[RealServerId]:
+    """The drained real servers (none when the file does not exist)."""
+    path = drains_path(state_dir)
+    drains = _read_list(path, "drains", "the drained real servers")
     return frozenset(_drain_of(path, i, entry) for i, entry in enumerate(drains))
 
 
@@ -273,13 +280,7 @@ def service_key_of(data: Any, where: str = "service") -> ServiceKey:
 def read_owned(state_dir: str) -> set[ServiceKey]:
     """The services this director created (none when the file does not exist)."""
     path = owned_path(state_dir)
-    try:
-        data = _read_json(path)
-    except FileNotFoundError:
-        return set()
-    services = _versioned(path, data, "the services this director created").get("services")
-    if not isinstance(services, list):
-        raise StateFileError(f"{path}: 'services' is missing or not a list")
+    services = _read_list(path, "services", "the services this director created")
     return {service_key_of(entry, f"{path}: services[{i}]")
             for i, entry in enumerate(services)}
 
