@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tiers and the demo use: ip/netns, modprobe for the UML guest,
-# the reference tools (ipvsadm, keepalived and its genhash) and real servers (nginx).
-DEBS   := iproute2 kmod ipvsadm nginx keepalived procps nftables
+# the reference tools (ipvsadm, keepalived and its genhash), real servers (nginx) and a
+# headless browser for the status page's test (chromium and its WebDriver).
+DEBS   := iproute2 kmod ipvsadm nginx keepalived procps nftables chromium chromium-driver
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install venv deps test test-unit test-netns test-kernel bench lint demo clean

@@ -1,0 +1,159 @@
+"""`director run --vrrp-only`: the VRRP half of the director as one process (the
+instances, their VIPs, tracking, and the kernel's connection-sync daemons)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from director.run_checkers import reloaded_config
+
+
+def run_vrrp(options: argparse.Namespace, config) -> int:
+    """The VRRP instances in the foreground until a signal; returns the exit status."""
+    import asyncio
+    import logging
+
+    logging.basicConfig(level=options.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("director")
+    try:
+        return asyncio.run(_serve_vrrp(options, config, log))
+    except KeyboardInterrupt:  # a second SIGINT while stopping
+        return 130
+
+
+async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from director.ipvs.netlink import NetlinkBackend
+    from director.ipvs.threaded import ThreadedBackend
+    from director.sync_daemons import follow_vrrp
+    from director.vrrp_scripts import make_run_script
+    from vrrp.runtime import VrrpRuntime
+
+    # pyroute2 resets its logger's level when imported; its debug lines drown ours
+    logging.getLogger("pyroute2").setLevel(max(logging.INFO, logging.getLogger().level))
+
+    if not config.vrrp.instances:
+        log.warning("no vrrp_instance in %s: nothing to do until a reload adds some",
+                    options.config)
+    status_wanted = asyncio.Event()
+    sync_wanted = asyncio.Event()
+    state_dir = options.state_dir  # vrrp-only: the status file only when asked for
+
+    def changed() -> None:
+        status_wanted.set()
+        sync_wanted.set()
+
+    runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals),
+                          on_change=changed)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    status_task: asyncio.Task[None] | None = None
+    sync_task: asyncio.Task[None] | None = None
+    graceful = [True]
+    reloads: list[asyncio.Task[None]] = []
+    lock = asyncio.Lock()
+
+    async def reload() -> None:
+        async with lock:
+            new = await reloaded_config(options, log)
+            if new is not None and not stopping.is_set():
+                await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloads.append(task)
+        task.add_done_callback(reloads.remove)
+
+    def on_stop(name: str, hand_over: bool) -> None:
+        if not stopping.is_set():
+            log.info("%s: stopping%s", name, " (graceful handover)" if hand_over else "")
+            graceful[0] = hand_over
+        elif not hand_over:
+            graceful[0] = False
+        stopping.set()
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM", True)
+    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT", False)
+    try:
+        await runtime.start()
+        log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())
+        if state_dir:
+            status_task = loop.create_task(
+                _write_vrrp_status(options, runtime, state_dir, status_wanted, log),
+                name="vrrp status")
+        sync_task = loop.create_task(follow_vrrp(
+            config.global_defs.lvs_sync_daemon, runtime, sync_wanted,
+            lambda: ThreadedBackend(NetlinkBackend)), name="lvs sync daemons")
+        await stopping.wait()
+    finally:
+        for task in list(reloads):
+            task.cancel()
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
+        await runtime.stop(graceful=graceful[0])
+        if sync_task is not None:
+            sync_task.cancel()
+            await asyncio.gather(sync_task, return_exceptions=True)
+        if status_task is not None:
+            status_task.cancel()
+            await asyncio.gather(status_task, return_exceptions=True)
+            await _write_vrrp_status_once(options, runtime, state_dir, log, running=False)
+        for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+    log.info("stopped")
+    return 0
+
+
+VRRP_STATUS_FILE = "vrrp-status.json"
+
+
+async def _write_vrrp_status_once(options: argparse.Namespace, runtime, state_dir: str, log,
+                                  running: bool = True) -> bool:
+    """`<state-dir>/vrrp-status.json`: the runtime's status(), written atomically in a
+    thread (an fsync never stalls the adverts)."""
+    import asyncio
+    import time
+
+    from director import state_files
+
+    data = {"version": 1, "written_at": time.time(), "pid": os.getpid(),
+            "config": os.path.abspath(options.config), "running": running,
+            **runtime.status()}
+    try:
+        await asyncio.to_thread(state_files.write_json_atomic,
+                                os.path.join(state_dir, VRRP_STATUS_FILE), data)
+    except state_files.StateFileError as error:
+        log.error("%s", error)
+        return False
+    return True
+
+
+async def _write_vrrp_status(options: argparse.Namespace, runtime, state_dir: str,
+                             wanted, log) -> None:
+    """Every second, and at once after a state change."""
+    import asyncio
+    import contextlib
+
+    failing = False
+    while True:
+        wanted.clear()
+        ok = await _write_vrrp_status_once(options, runtime, state_dir,
+                                           log if not failing else _Quiet())
+        failing = not ok
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await wanted.wait()
+
+
+class _Quiet:
+    """A logger that says nothing (a failing status file is logged once)."""
+
+    def error(self, *args) -> None:
+        pass
