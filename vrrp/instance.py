@@ -31,7 +31,8 @@ Public API::
         source: IPAddress, addresses: AddressManager, garp: Callable[[str], GarpSender]
         | None = None, garp_interval: float = 0.0, on_state=None, on_priority=None,
         notifier: Notifier | None = None, loop=None, synced: bool = False,
-        on_sync=None, vmac_prefix: str = "vrrp", firewall: Firewall | None = None)
+        on_sync=None, vmac_prefix: str = "vrrp", firewall: Firewall | None = None,
+        dry_run: bool = False)
         source: our primary address (unicast_src_ip, or the interface's), in adverts'
         checksums and elections. garp(device) gives the sender for a device.
         on_state(runner, old: State, new: State, reason: str); on_priority(runner,
@@ -61,6 +62,12 @@ Public API::
     runner.apply(effective: Effective)
     runner.shutdown(graceful: bool)   # Shutdown event
     runner.force(state: State, reason="")  # Force event (sync groups: MASTER/BACKUP)
+    runner.reconfigure(instance, effective, *, synced=False, garp_interval=None)
+        # a reload changed the instance in place (same VRID, family, version, address
+        # owner or not: else ValueError): `Machine` gets Reconfigure (a MASTER
+        # advertises the new priority/interval/VIPs at once, no election); while it
+        # holds its addresses only the difference is applied (VIPs, excluded VIPs,
+        # virtual routes, firewall drop rules), GARPs for the new VIPs only
     await runner.stopped(timeout)     # until STOP (or timeout); True if stopped
     await runner.close()              # cancel timers and the worker (no I/O)
     runner.state, runner.machine, runner.pending, runner.counters (dict[str, int]),
@@ -81,6 +88,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -100,6 +108,7 @@ from vrrp.machine import (
     LowerPriorityReceived,
     Machine,
     PriorityChanged,
+    Reconfigure,
     RemoveAddresses,
     SendAdvert,
     SendGratuitous,
@@ -120,7 +129,7 @@ from vrrp.packet import (
     encode_ipv4,
     verify_auth,
 )
-from vrrp.spec import AddressFamily, AuthType, IPAddress, VrrpInstance
+from vrrp.spec import AddressFamily, AuthType, IPAddress, Route, VirtualAddress, VrrpInstance
 from vrrp.track import Effective
 from vrrp.transport import Datagram, VrrpSocket
 
@@ -149,6 +158,37 @@ def make_advert(instance: VrrpInstance, priority: int) -> Advert:
                   auth_type=auth.auth_type if auth is not None else None,
                   password=(auth.auth_pass.encode()[:8] if auth is not None
                             and auth.auth_type is AuthType.PASS else b""))
+
+
+_FAULT_WORDS = {"interface": "interface {} down", "script": "tracking script {} failed",
+                "file": "track file {} reports a fault", "process": "track process {} down",
+                "bfd": "bfd {} down"}
+
+
+def fault_text(label: str) -> str:
+    """A tracking entry's label ("script chk_x") as a fault reason ("tracking script
+    chk_x failed"); other labels (a sync group member's fault) as they are."""
+    kind, _, name = label.partition(" ")
+    form = _FAULT_WORDS.get(kind)
+    return form.format(name) if form is not None and name else label
+
+
+def same_identity(old: VrrpInstance, new: VrrpInstance) -> bool:
+    """What a running machine and its socket cannot change in place."""
+    return (old.virtual_router_id == new.virtual_router_id and old.version == new.version
+            and old.family == new.family and old.address_owner == new.address_owner)
+
+
+@dataclass(frozen=True, slots=True)
+class _AddressDiff:
+    """A reload changed the addresses of an instance that holds them."""
+
+    old: VrrpInstance
+    new: VrrpInstance
+
+
+def _only_in(first: tuple, second: tuple) -> list:
+    return [item for item in first if item not in second]
 
 
 class Dropped(Exception):
@@ -198,7 +238,8 @@ class VrrpInstanceRunner:
                  loop: asyncio.AbstractEventLoop | None = None,
                  synced: bool = False,
                  on_sync: Callable[[VrrpInstanceRunner, str], None] | None = None,
-                 vmac_prefix: str = "vrrp", firewall: Firewall | None = None) -> None:
+                 vmac_prefix: str = "vrrp", firewall: Firewall | None = None,
+                 dry_run: bool = False) -> None:
         self._ah = (instance.version == 2 and instance.authentication is not None
                     and instance.authentication.auth_type is AuthType.AH)
         if self._ah and (instance.family is not AddressFamily.INET
@@ -216,7 +257,9 @@ class VrrpInstanceRunner:
         self._on_sync = on_sync
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._garp = garp
+        self._garp_interval = garp_interval
         self._garp_policy = garp_mod.GarpPolicy.from_instance(instance, garp_interval)
+        self._dry_run = dry_run
         self._garp_handles: list[asyncio.TimerHandle] = []
         self._on_state = on_state
         self._on_priority = on_priority
@@ -233,6 +276,7 @@ class VrrpInstanceRunner:
         self._vips = advert_addresses(instance)
         self._vip_set = frozenset(self._vips)
         self._interface = instance_interface(instance, vmac_prefix)
+        self._firewall_given = firewall
         self.firewall = firewall if blocks(instance) else None
         self._blocked = (blocked_addresses(instance, self._interface)
                          if self.firewall is not None else ())
@@ -303,7 +347,7 @@ class VrrpInstanceRunner:
             self._on_priority(self, effective.priority)
         fault = effective.fault
         if fault and not self.machine.fault:
-            self._handle(FaultOn(", ".join(effective.faults)))
+            self._handle(FaultOn(", ".join(map(fault_text, effective.faults))))
         elif not fault and self.machine.fault:
             self._handle(FaultOff("tracking recovered"))
         if self._start_wanted and not self._started and not effective.pending:
@@ -324,6 +368,35 @@ class VrrpInstanceRunner:
         """A sync group moves this instance (MASTER or BACKUP; ignored in INIT, FAULT,
         STOP and during a handover)."""
         self._handle(Force(state, reason))
+
+    def reconfigure(self, instance: VrrpInstance, effective: Effective, *,
+                    synced: bool = False, garp_interval: float | None = None) -> None:
+        """A reload changed this instance's settings: applied in place (see the module
+        docstring); ValueError when its identity changed (the caller restarts it)."""
+        old = self.instance
+        if not same_identity(old, instance):
+            raise ValueError(f"({self.name}) VRID, version, family or address owner "
+                             "changed: needs a restart")
+        if garp_interval is not None:
+            self._garp_interval = garp_interval
+        if self.machine.holds_addresses and self._addresses_differ(old, instance):
+            self._queue.put_nowait([_AddressDiff(old, instance)])
+        self.instance = instance
+        self._vips = advert_addresses(instance)
+        self._vip_set = frozenset(self._vips)
+        self._garp_policy = garp_mod.GarpPolicy.from_instance(instance, self._garp_interval)
+        self.firewall = self._firewall_given if blocks(instance) else None
+        self._blocked = (blocked_addresses(instance, self._interface)
+                         if self.firewall is not None else ())
+        self._handle(Reconfigure(instance, effective.priority, synced))
+        self.apply(effective)
+
+    @staticmethod
+    def _addresses_differ(old: VrrpInstance, new: VrrpInstance) -> bool:
+        return (old.virtual_ipaddresses != new.virtual_ipaddresses
+                or old.virtual_ipaddresses_excluded != new.virtual_ipaddresses_excluded
+                or old.virtual_routes != new.virtual_routes
+                or blocks(old) != blocks(new))
 
     def wrong_vrid(self) -> None:
         self.counters["wrong_vrid"] += 1
@@ -443,6 +516,8 @@ class VrrpInstanceRunner:
             await self._firewall(block=False)
         elif isinstance(action, SendGratuitous):
             self._gratuitous(action.kind)
+        elif isinstance(action, _AddressDiff):
+            await self._apply_diff(action.old, action.new)
         elif isinstance(action, StateChanged):
             self._state_changed(action)
             self._state_event.set()
@@ -469,6 +544,11 @@ class VrrpInstanceRunner:
 
     def _send_advert(self, priority: int) -> None:
         advert = make_advert(self.instance, priority)
+        if self._dry_run:
+            level = logging.INFO if priority == 0 else logging.DEBUG
+            log.log(level, "dry-run: vrrp: (%s) would send an advert (priority %d) to %s",
+                    self.name, priority, ", ".join(map(str, self.socket.destinations)))
+            return
         for destination in self.socket.destinations:
             try:
                 payload = self._encode(advert, destination)
@@ -522,6 +602,54 @@ class VrrpInstanceRunner:
         log.info("(%s) %s %d virtual address(es)", self.name, "added" if add else "removed",
                  len(instance.virtual_ipaddresses) + len(instance.virtual_ipaddresses_excluded))
 
+    async def _apply_diff(self, old: VrrpInstance, new: VrrpInstance) -> None:
+        """Reload: only what changed; GARPs for the new VIPs (MASTER)."""
+        default = self._interface
+        old_vips = (*old.virtual_ipaddresses, *old.virtual_ipaddresses_excluded)
+        new_vips = (*new.virtual_ipaddresses, *new.virtual_ipaddresses_excluded)
+        vips_gone, vips_new = _only_in(old_vips, new_vips), _only_in(new_vips, old_vips)
+        routes_gone = _only_in(old.virtual_routes, new.virtual_routes)
+        routes_new = _only_in(new.virtual_routes, old.virtual_routes)
+        firewall = self._firewall_given
+        old_blocked = set(blocked_addresses(old, default)) if blocks(old) else set()
+        new_blocked = set(blocked_addresses(new, default)) if blocks(new) else set()
+        if firewall is not None and new_blocked - old_blocked:
+            await self._firewall_call(firewall.block, self.name, new_blocked - old_blocked)
+
+        def work() -> list[str]:
+            problems: list[str] = []
+            steps: list[tuple[str, Callable[[Any, str | None], bool], Any]] = [
+                *(("removing route", self.addresses.remove_route, r) for r in routes_gone),
+                *(("removing address", self.addresses.remove, v) for v in vips_gone),
+                *(("adding address", self.addresses.add, v) for v in vips_new),
+                *(("adding route", self.addresses.add_route, r) for r in routes_new)]
+            for what, call, item in steps:
+                try:
+                    call(item, default)
+                except AddressError as error:
+                    problems.append(f"{what} {_label(item)}: {error}")
+            return problems
+
+        problems = await asyncio.to_thread(work)
+        for problem in problems:
+            self.counters["address_errors"] += 1
+            log.error("(%s) reload: %s", self.name, problem)
+        if firewall is not None and old_blocked - new_blocked:
+            await self._firewall_call(firewall.unblock, self.name, old_blocked - new_blocked)
+        log.info("(%s) reload: %d virtual address(es) added, %d removed; %d route(s) "
+                 "added, %d removed", self.name, len(vips_new), len(vips_gone),
+                 len(routes_new), len(routes_gone))
+        fresh = {v.address.ip for v in vips_new if v in new.virtual_ipaddresses}
+        if fresh and self.machine.state is State.MASTER and not self.machine.handing_over:
+            self._gratuitous(GarpKind.MASTER, only=fresh)
+
+    async def _firewall_call(self, call: Callable[..., None], *args: Any) -> None:
+        try:
+            await asyncio.to_thread(call, *args)
+        except (FirewallError, ValueError) as error:
+            self.counters["firewall_errors"] += 1
+            log.error("(%s) reload: firewall drop rule: %s", self.name, error)
+
     async def _firewall(self, block: bool) -> None:
         """no_accept: drop packets to (and from) the VIPs while we hold them."""
         firewall = self.firewall
@@ -540,7 +668,7 @@ class VrrpInstanceRunner:
         log.info("(%s) %s firewall drop rule (no_accept)", self.name,
                  "set" if block else "removed")
 
-    def _gratuitous(self, kind: GarpKind) -> None:
+    def _gratuitous(self, kind: GarpKind, only: set[IPAddress] | None = None) -> None:
         if self._garp is None:
             return
         now = self._loop.time()
@@ -554,7 +682,7 @@ class VrrpInstanceRunner:
         targets: list[tuple[str, IPAddress]] = []
         for vip in (*self.instance.virtual_ipaddresses,):
             device = vip.dev or self._interface
-            if device is not None:
+            if device is not None and (only is None or vip.address.ip in only):
                 targets.append((device, vip.address.ip))
         if not targets:
             return
@@ -631,6 +759,10 @@ class VrrpInstanceRunner:
         self._worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
+
+
+def _label(item: VirtualAddress | Route) -> str:
+    return str(item.address) if isinstance(item, VirtualAddress) else str(item.destination)
 
 
 def primary_address_of(instance: VrrpInstance, manager: AddressManager) -> IPAddress | None:

@@ -37,7 +37,10 @@ Events: `Start()`; `AdvertReceived(source, priority, interval, addresses_match=T
 to 1-254, ignored for an address owner as keepalived ignores its weights);
 `FaultOn(reason="")` / `FaultOff(reason="")` (a level: the caller aggregates its
 trackers); `Shutdown(graceful=False)`; `Force(state, reason="")` (a sync group moves
-this member to `State.MASTER` or `State.BACKUP`; any other state: ValueError).
+this member to `State.MASTER` or `State.BACKUP`; any other state: ValueError);
+`Reconfigure(instance, priority, synced=False)` (a reload changed the instance's
+settings in place: same VRID, version and address-owner status, else ValueError;
+``priority`` the new effective one; the addresses' diff is the adapter's).
 
 Actions: `SendAdvert(priority)`; `AddAddresses()`; `RemoveAddresses()` (VIPs, excluded
 VIPs, virtual routes and rules: the adapter's business); `SendGratuitous(kind)` (one
@@ -259,6 +262,20 @@ every row; `render_table()` prints it::
       if already in that state, or INIT, FAULT (a fault is a level: FaultOn/FaultOff), a
          handover
       -> nothing => unchanged
+  master-reconfigure           MASTER + Reconfigure
+      if a reload changed what the adverts carry or where they go (priority, advert_int,
+         VIPs, authentication, unicast peers): advertise now, restart the advert timer (no
+         election, the addresses stay)
+      -> SendAdvert => MASTER
+  backup-reconfigure-takeover  BACKUP + Reconfigure
+      if the new priority is above the master's last advert, preempt, no preempt_delay (as
+         backup-priority-takeover)
+      -> SendAdvert, AddAddresses, SendGratuitous, StateChanged => MASTER
+  reconfigure-quiet            INIT/BACKUP/MASTER/FAULT + Reconfigure
+      if otherwise (and during a handover): the settings are taken; v2, or not MASTER:
+         Master_Adver_Interval = the new advert_int unless learned from a v3 master;
+         nopreempt stops a preempt delay, a new preempt_delay restarts it
+      -> nothing => unchanged
   stop-any                     STOP + any
       if ignored
       -> nothing => STOP
@@ -382,8 +399,20 @@ class Force:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """A reload changed this instance's settings in place: ``instance`` has the same
+    VRID, version and address-owner status (anything else is a restart, the caller's
+    business); ``priority`` is the new effective priority (base plus tracking weights).
+    See the *-reconfigure rows."""
+
+    instance: VrrpInstance
+    priority: int
+    synced: bool = False
+
+
 Event: TypeAlias = (Start | AdvertReceived | Timeout | PriorityChanged | FaultOn | FaultOff
-                    | Shutdown | Force)
+                    | Shutdown | Force | Reconfigure)
 
 
 # ----------------------------------------------------------------- actions (outputs)
@@ -624,6 +653,20 @@ TRANSITIONS: tuple[Transition, ...] = (
                "already in that state, or INIT, FAULT (a fault is a level: FaultOn/FaultOff), "
                "a handover", (), "unchanged"),
 
+    Transition("master-reconfigure", "MASTER", "Reconfigure",
+               "a reload changed what the adverts carry or where they go (priority, "
+               "advert_int, VIPs, authentication, unicast peers): advertise now, restart "
+               "the advert timer "
+               "(no election, the addresses stay)", ("SendAdvert",), "MASTER"),
+    Transition("backup-reconfigure-takeover", "BACKUP", "Reconfigure",
+               "the new priority is above the master's last advert, preempt, no "
+               "preempt_delay (as backup-priority-takeover)", BECOME_MASTER, "MASTER"),
+    Transition("reconfigure-quiet", "INIT/BACKUP/MASTER/FAULT", "Reconfigure",
+               "otherwise (and during a handover): the settings are taken; v2, or not "
+               "MASTER: Master_Adver_Interval = the new advert_int unless learned from a "
+               "v3 master; nopreempt stops a preempt delay, a new preempt_delay restarts "
+               "it", (), "unchanged"),
+
     Transition("stop-any", "STOP", "any", "ignored", (), "STOP"),
     Transition("any-start", "BACKUP/MASTER/FAULT", "Start", "ignored", (), "unchanged"),
     Transition("any-fault-repeat", "BACKUP/MASTER", "FaultOff",
@@ -687,6 +730,7 @@ class Machine:
         self._master_adver_int = instance.advert_int
         self._master_address: IPAddress | None = None
         self._master_priority: int | None = None
+        self._zero_from: IPAddress | None = None  # the master that sent priority 0
         self._timers = _Timers()
         self._now = float("-inf")
         self.counters = MachineCounters()
@@ -802,6 +846,8 @@ class Machine:
                 self._on_shutdown(event.graceful, now, out)
             case Force():
                 self._on_force(event.state, event.reason, now, out)
+            case Reconfigure():
+                self._on_reconfigure(event, now, out)
             case _:
                 raise TypeError(f"not a VRRP machine event: {event!r}")
         return out
@@ -816,7 +862,9 @@ class Machine:
             name, when = earliest
             setattr(self._timers, name, None)
             if name == "master_down":
-                self._take_over(now, "no advert within the master-down interval", out)
+                self._take_over(now, f"master {self._zero_from} sent priority 0"
+                                if self._zero_from is not None
+                                else "no advert within the master-down interval", out)
             elif name == "preempt":
                 if (self._master_priority is not None
                         and self._priority > self._master_priority):
@@ -850,6 +898,7 @@ class Machine:
 
     def _change(self, new: State, reason: str, out: list[Action]) -> None:
         self._wants_master = False
+        self._zero_from = None
         old = self._state
         self._state = new
         out.append(StateChanged(old, new, reason))
@@ -947,6 +996,7 @@ class Machine:
             self._master_advert(advert, now, out)
 
     def _learn_master(self, advert: AdvertReceived) -> None:
+        self._zero_from = None
         if self._version == 3:
             self._master_adver_int = advert.interval
         self._master_address = advert.source
@@ -955,6 +1005,7 @@ class Machine:
     def _backup_advert(self, advert: AdvertReceived, now: float, out: list[Action]) -> None:
         if advert.priority == PRIORITY_STOP:
             self._master_priority = None
+            self._zero_from = advert.source
             self._timers.preempt = None
             self._timers.master_down = now + self.skew_time
             return
@@ -1078,6 +1129,43 @@ class Machine:
         self._timers.clear()
         self._change(State.STOP, "shutdown", out)
 
+
+    def _on_reconfigure(self, event: Reconfigure, now: float, out: list[Action]) -> None:
+        old, new = self._instance, event.instance
+        if new.version != old.version or new.address_owner != old.address_owner \
+                or new.virtual_router_id != old.virtual_router_id:
+            raise ValueError(f"({old.name}) a new VRID, version or address-owner status "
+                             "needs a new machine")
+        self._instance = new
+        self._synced = event.synced
+        if not event.synced:
+            self._wants_master = False
+        interval_changed = new.advert_int != self._advert_int
+        self._advert_int = new.advert_int
+        learned = self._version == 3 and self._state is State.BACKUP \
+            and self._master_address is not None
+        if self._state is not State.MASTER and not learned:
+            self._master_adver_int = new.advert_int
+        self._base_priority = new.priority
+        if new.nopreempt:
+            self._timers.preempt = None
+        elif self._timers.preempt is not None and new.preempt_delay != old.preempt_delay:
+            self._timers.preempt = now + new.preempt_delay if new.preempt_delay > 0 else now
+        priority = (PRIORITY_OWNER if new.address_owner
+                    else max(1, min(PRIORITY_MAX_TRACKED, event.priority)))
+        if self._state is State.MASTER and not self._handing_over:
+            self._master_adver_int = new.advert_int
+            advertised = (interval_changed or priority != self._priority
+                          or new.virtual_ipaddresses != old.virtual_ipaddresses
+                          or new.authentication != old.authentication
+                          or new.unicast_peers != old.unicast_peers)
+            self._priority = self._master_priority = priority
+            if advertised:
+                self._send(priority, out)
+                self._timers.advert = now + self._advert_int
+            return
+        if priority != self._priority:
+            self._on_priority(priority, now, out)
 
     def _on_force(self, state: State, reason: str, now: float, out: list[Action]) -> None:
         text = f"sync group: {reason}" if reason else "sync group"

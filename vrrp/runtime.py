@@ -5,9 +5,13 @@ Public API::
 
     runtime = VrrpRuntime(config: VrrpConfig, run_script: vrrp.track.RunScript, *,
                           netns: str | None = None, link_poll: float = 0.2,
-                          file_poll: float = 0.5, on_change=None)
+                          file_poll: float = 0.5, on_change=None, on_transition=None,
+                          dry_run: bool = False)
         on_change(): called (no arguments) after every instance state change, e.g. to
         write the status file at once; an exception it raises is logged.
+        on_transition(t: Transition): called once per state change of an instance or a
+        sync group, after the notifications were sent; an exception is logged.
+        dry_run: see "dry run" below.
     await runtime.start()
     await runtime.reload(new_config: VrrpConfig, run_script: RunScript | None = None)
     await runtime.stop(graceful: bool = True)
@@ -16,6 +20,16 @@ Public API::
                                #   "sync_groups": {NAME: STATE}, "sockets": [{...,
                                #   "counters": {dropped_not_peer, ...}}]}
     runtime.runners -> dict[str, VrrpInstanceRunner]
+
+    Transition(kind: "instance" | "group", name, old, new, priority: int | None,
+               vrid: int | None, interface: str | None, master: str | None, reason)
+        states as keepalived names them (INIT, BACKUP, MASTER, FAULT, STOP); for a
+        group priority, vrid, interface and master are None. ``reason`` is what the
+        machine knows ("no advert within the master-down interval", "192.0.2.2 has
+        priority 150", "master 192.0.2.2 sent priority 0", "fault: interface eth0
+        down", "preempting 192.0.2.2: ...", "sync group: VI_2 is MASTER"), prefixed
+        with "stop: " at stop and "reload: <what changed>: " for an instance a reload
+        restarts or removes; a group's reason names the member that moved it last.
 
 What it does:
 
@@ -45,11 +59,28 @@ What it does:
   new master's advert or the longest master-down interval), then STOP; graceful=False:
   priority 0 and the VIPs removed at once. Then everything recorded as added is
   removed (`AddressManager.stop`), sockets closed, notify_stop scripts waited for (1 s).
-- reload(new): instances whose settings (and sync group) did not change keep their
-  runner, state and VIPs (no election); changed ones are stopped (priority 0, VIPs
-  removed) and started again; removed ones stop (FAULT/DELETED notification); new
-  ones start. Tracking levels carry over; the script tracker is restarted only when
-  the tracked scripts changed.
+- reload(new) (`vrrp.reload_plan` decides): instances whose settings did not change
+  keep their runner, state and VIPs (no election). A change that keeps the instance's
+  identity is applied in place (`VrrpInstanceRunner.reconfigure`): priority (a MASTER
+  advertises it at once), advert_int, preempt settings, VIPs, excluded VIPs and
+  virtual routes (a MASTER adds and removes only the difference, GARPs for the new
+  VIPs), tracking and weights, notify scripts, PASS authentication, GARP settings,
+  unicast peers (in place when the instance has its socket to itself), sync group
+  membership (the member's ``synced`` flag: a member defers to its group from then
+  on, a former member acts alone; a group whose members all agree takes their
+  state). A new VRID, interface, family, version, VMAC/ipvlan setting, source address,
+  multicast group, unicast TTL, AH on/off or address-owner status restarts the
+  instance (logged "(VI_1) reload: restarting: VRID 51 -> 52"): priority 0, VIPs
+  removed, started again. Removed ones stop (FAULT/DELETED notification); new ones
+  start. Tracking levels carry over; the script tracker is restarted only when the
+  tracked scripts changed; interfaces and track files are read again at once.
+- dry run (``dry_run=True``): the machines run as usual and hear adverts (when the
+  socket can be opened; else they run deaf, as if alone on the link: logged), but
+  nothing leaves and nothing changes: adverts, GARPs/NAs, VIPs, routes, VMACs,
+  sysctls and firewall rules are logged as ``dry-run: vrrp: would ...`` by the
+  stand-ins of `vrrp.dry_run`; notify scripts and FIFO lines are logged, not run or
+  written; leftover VIPs of a previous run are reported, not removed. Tracking
+  scripts (vrrp_script) do run: they only look.
 - use_vmac (as keepalived 2.2.7 does it, vrrp_vmac.c / vrrp_if_config.c): before the
   instance starts, `AddressManager.add_vmac` makes (or adopts) the private macvlan
   PREFIX.VRID (global vmac_prefix, or the instance's vmac_interface) with the MAC
@@ -97,6 +128,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vrrp.addresses import AddressError, AddressManager, Vmac
+from vrrp.dry_run import (
+    PREFIX,
+    DeafSocket,
+    DryRunAddresses,
+    DryRunFifo,
+    DryRunFirewall,
+    DryRunGarp,
+    dry_run_script,
+)
 from vrrp.firewall import DEFAULT_TABLE, Firewall, FirewallError, blocks
 from vrrp.garp import GarpSender
 from vrrp.instance import VrrpInstanceRunner, primary_address_of
@@ -109,7 +149,8 @@ from vrrp.notify import (
     priority_change,
     removed,
 )
-from vrrp.spec import AddressFamily, AuthType, IPAddress, VrrpConfig, VrrpInstance
+from vrrp.reload_plan import Action, plan_reload
+from vrrp.spec import AddressFamily, AuthType, IPAddress, SyncGroup, VrrpConfig, VrrpInstance
 from vrrp.track import (
     Effective,
     Kind,
@@ -145,10 +186,25 @@ AH_PROTOCOL = 51
 VRRP_PROTOCOL = 112
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change of an instance or a sync group (see the module docstring)."""
+
+    kind: str  # "instance" | "group"
+    name: str
+    old: str
+    new: str
+    priority: int | None
+    vrid: int | None
+    interface: str | None
+    master: str | None
+    reason: str
+
+
 @dataclass
 class _Channel:
     key: ChannelKey
-    socket: VrrpSocket
+    socket: VrrpSocket | DeafSocket
     runners: dict[int, VrrpInstanceRunner] = field(default_factory=dict)
 
     def dispatch(self, datagram: Datagram) -> None:
@@ -190,22 +246,28 @@ class VrrpRuntime:
     def __init__(self, config: VrrpConfig, run_script: RunScript, *,
                  netns: str | None = None, link_poll: float = 0.2,
                  file_poll: float = 0.5,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 on_transition: Callable[[Transition], None] | None = None,
+                 dry_run: bool = False) -> None:
         self.config = config
         self.on_change = on_change
+        self.on_transition = on_transition
+        self.dry_run = dry_run
         self.netns = netns
         self.link_poll = link_poll
         self.file_poll = file_poll
         self.runners: dict[str, VrrpInstanceRunner] = {}
         self._run_script = run_script
         self._channels: dict[ChannelKey, _Channel] = {}
-        self._garp: dict[str, GarpSender] = {}
-        self._addresses = AddressManager(netns)
+        self._garp: dict[str, GarpSender | DryRunGarp] = {}
+        self._addresses = DryRunAddresses(netns) if dry_run else AddressManager(netns)
         self._links: Any = None  # pyroute2 IPRoute for link polling, in a thread
         self._tracking = Tracking.for_config(config, time.monotonic())
         self._scripts: ScriptTracker | None = None
         self._pollers: list[asyncio.Task[None]] = []
-        self._notifier = Notifier(self._run, self._fifos(config))
+        self._notifier = Notifier(dry_run_script if dry_run else self._run,
+                                  self._fifos(config))
+        self._stop_reasons: dict[str, str] = {}  # instance -> why the runtime stops it
         self._group_state: dict[str, State] = {}
         self._notified: set[str] = set()
         self._notified_state: dict[str, State] = {}  # what each instance last notified
@@ -223,6 +285,9 @@ class VrrpRuntime:
             self._addresses.remove_leftovers, config.instances, config.globals.vmac_prefix)
         for line in removed:
             log.warning("removed a leftover of a previous run: %s", line)
+        if self.dry_run:
+            log.warning("%snothing is changed or sent: VIPs, routes, adverts, GARPs, "
+                        "firewall rules, sysctls and notify scripts are logged", PREFIX)
         await self._start_firewall(config)
         self._unsupported(config)
         await self._poll_links_once()
@@ -244,7 +309,8 @@ class VrrpRuntime:
 
     def _make_firewall(self, config: VrrpConfig) -> Firewall:
         table, priority, counters = self._firewall_settings(config)
-        return Firewall(self.netns, table=table, priority=priority, counters=counters)
+        kind = DryRunFirewall if self.dry_run else Firewall
+        return kind(self.netns, table=table, priority=priority, counters=counters)
 
     async def _start_firewall(self, config: VrrpConfig) -> None:
         firewall = self._firewall
@@ -267,11 +333,12 @@ class VrrpRuntime:
             log.info("no_accept/strict specified, but no firewall configured - using "
                      "nftables (table %s)", firewall.table)
 
-    def _fifos(self, config: VrrpConfig) -> list[FifoWriter]:
-        fifos = []
+    def _fifos(self, config: VrrpConfig) -> list[Any]:
+        fifos: list[Any] = []
         for fifo in (config.globals.notify_fifo, config.globals.vrrp_notify_fifo):
             if fifo is not None and fifo.path:
-                fifos.append(FifoWriter(fifo.path, create=True))
+                fifos.append(DryRunFifo(fifo.path) if self.dry_run
+                             else FifoWriter(fifo.path, create=True))
         return fifos
 
     def _unsupported(self, config: VrrpConfig) -> None:
@@ -307,7 +374,8 @@ class VrrpRuntime:
                 return None
             # keepalived sends and receives on the VMAC (source MAC 00:00:5e:00:01:VRID)
             # unless vmac_xmit_base; IPv6 adverts go from the base's link-local address
-            if not instance.vmac_xmit_base and instance.family is AddressFamily.INET:
+            if not instance.vmac_xmit_base and instance.family is AddressFamily.INET \
+                    and not self.dry_run:  # a dry run makes no VMAC: it listens on the base
                 interface = vmac.name
         key = _channel_key(instance, source, interface)
         channel = self._channels.get(key)
@@ -321,9 +389,15 @@ class VrrpRuntime:
                     protocol=key[5], hdrincl=key[5] == AH_PROTOCOL,
                     on_receive=lambda datagram: box[0].dispatch(datagram) if box else None)
             except (OSError, ValueError) as error:
-                log.error("(%s) not started: cannot open its VRRP socket: %s",
-                          instance.name, error)
-                return None
+                if not self.dry_run or isinstance(error, ValueError):
+                    log.error("(%s) not started: cannot open its VRRP socket: %s",
+                              instance.name, error)
+                    return None
+                log.warning("%s(%s) cannot open its VRRP socket (%s): running deaf, as "
+                            "if alone on the link", PREFIX, instance.name, error)
+                sock = DeafSocket(instance.family, interface, tuple(
+                    p.address for p in instance.unicast_peers) or (instance.mcast_dst_ip,),
+                    hdrincl=key[5] == AH_PROTOCOL)
             channel = _Channel(key, sock)
             box.append(channel)
             self._channels[key] = channel
@@ -343,7 +417,7 @@ class VrrpRuntime:
                 notifier=self._notifier,
                 synced=self.config.sync_group_of(instance.name) is not None,
                 on_sync=self._on_sync, vmac_prefix=self.config.globals.vmac_prefix,
-                firewall=self._firewall)
+                firewall=self._firewall, dry_run=self.dry_run)
         except ValueError as error:
             log.error("%s: not started", error)
             return None
@@ -399,6 +473,9 @@ class VrrpRuntime:
             return None
 
     def _write_sysctl(self, interface: str, key: str, value: int) -> None:
+        if self.dry_run:
+            log.info("%swould set net.ipv4.conf.%s.%s = %d", PREFIX, interface, key, value)
+            return
         try:
             if self.netns is None:
                 with open(self._sysctl_path(interface, key), "w") as handle:
@@ -412,10 +489,11 @@ class VrrpRuntime:
         except Exception as error:
             log.warning("cannot set %s=%d on %s: %s", key, value, interface, error)
 
-    def _garp_sender(self, device: str) -> GarpSender:
+    def _garp_sender(self, device: str) -> GarpSender | DryRunGarp:
         sender = self._garp.get(device)
         if sender is None:
-            sender = GarpSender(device, netns=self.netns)
+            sender = DryRunGarp(device) if self.dry_run else GarpSender(device,
+                                                                        netns=self.netns)
             self._garp[device] = sender
         return sender
 
@@ -462,7 +540,7 @@ class VrrpRuntime:
                 continue
             other = self._tracking.effective(member)
             if other.fault:
-                faults.append(f"sync group {group.name}: {member}")
+                faults.append(f"sync group {group.name}: {member} is in FAULT")
         return dataclasses.replace(effective, fault=bool(faults), faults=tuple(faults))
 
     def _link_names(self) -> set[str]:
@@ -531,6 +609,9 @@ class VrrpRuntime:
         instance = runner.instance
         if new is State.INIT:
             return
+        if new is State.STOP:
+            why = self._stop_reasons.pop(instance.name, "stop" if self._stopping else "")
+            reason = f"{why}: {reason}" if why else reason
         group = self.config.sync_group_of(instance.name)
         group_state = self._group_state.get(group.name) if group is not None else None
         first = instance.name not in self._notified
@@ -539,21 +620,42 @@ class VrrpRuntime:
         self._notifier.send(instance_transition(
             instance, new, runner.machine.priority,
             group_state=None if group_state is None else str(group_state), first=first))
+        machine = runner.machine
+        self._transition(Transition(
+            "instance", instance.name, str(old), str(new), machine.priority,
+            instance.virtual_router_id, instance.interface,
+            None if machine.master_address is None else str(machine.master_address),
+            reason))
         if group is not None:
             # from what the members notified: the group line comes after theirs
             states = {self._notified_state.get(m) for m in group.group if m in self.runners}
             if len(states) == 1:
                 (state,) = states
-                if self._group_state.get(group.name) is not state:
-                    self._group_state[group.name] = state
-                    log.info("VRRP_Group(%s) %s", group.name, state)
-                    self._notifier.send(group_transition(group, state))
+                self._set_group_state(group, state, f"{instance.name}: {reason}")
 
         if self.on_change is not None:
             try:
                 self.on_change()
             except Exception:
                 log.exception("the status callback failed")
+
+    def _set_group_state(self, group: SyncGroup, state: State, reason: str) -> None:
+        previous = self._group_state.get(group.name)
+        if previous is state:
+            return
+        self._group_state[group.name] = state
+        log.info("VRRP_Group(%s) %s", group.name, state)
+        self._notifier.send(group_transition(group, state))
+        self._transition(Transition("group", group.name, str(previous or State.INIT),
+                                    str(state), None, None, None, None, reason))
+
+    def _transition(self, transition: Transition) -> None:
+        if self.on_transition is None:
+            return
+        try:
+            self.on_transition(transition)
+        except Exception:
+            log.exception("the transition callback failed")
 
     # ------------------------------------------------------------- sync groups
 
@@ -686,30 +788,43 @@ class VrrpRuntime:
                 level = tracker.level(entry.kind, entry.name)
                 if level is not None:
                     tracking.update(entry.kind, entry.name, level, now)
-        kept, stopped, started = [], [], []
-        for instance in old.instances:
-            runner = self.runners.get(instance.name)
-            if runner is None:
-                continue
-            other = new.instance(instance.name)
-            if other is not None and other == instance and \
-                    new.sync_group_of(instance.name) == old.sync_group_of(instance.name):
-                kept.append(instance.name)
-            else:
-                stopped.append((runner, other is None))
-        for instance in new.instances:
-            if instance.name not in kept:
-                started.append(instance)
-        log.info("reload: %d instance(s) kept, %d stopped, %d started", len(kept),
-                 len(stopped), len(started))
-        # removed and changed instances stop first (their VRIDs may be reused)
+        plans = plan_reload(old, new, self.runners)
+        stopped: list[tuple[VrrpInstanceRunner, bool]] = []  # (runner, removed)
+        updated: list[str] = []
+        started: list[VrrpInstance] = []
+        for plan in plans:
+            if plan.action is Action.UPDATE and not self._peers_in_place(plan.name, new):
+                plan = dataclasses.replace(plan, action=Action.RESTART, reasons=(
+                    "unicast peers changed on a socket shared with another instance",))
+            runner = self.runners.get(plan.name)
+            if plan.action is Action.STOP and runner is not None:
+                self._stop_reasons[plan.name] = "reload: removed"
+                stopped.append((runner, True))
+            elif plan.action is Action.RESTART and runner is not None:
+                log.warning("(%s) reload: restarting: %s", plan.name, "; ".join(plan.reasons))
+                self._stop_reasons[plan.name] = "reload: " + "; ".join(plan.reasons)
+                stopped.append((runner, False))
+                started.append(new.instance(plan.name))  # type: ignore[arg-type]
+            elif plan.action is Action.UPDATE:
+                log.info("(%s) reload: changed in place: %s", plan.name,
+                         ", ".join(plan.reasons))
+                updated.append(plan.name)
+            elif plan.action is Action.START:
+                started.append(new.instance(plan.name))  # type: ignore[arg-type]
+        kept = sum(1 for p in plans if p.action is Action.KEEP)
+        log.info("reload: %d instance(s) kept, %d changed in place, %d restarted, "
+                 "%d stopped, %d started", kept, len(updated),
+                 sum(1 for _, gone in stopped if not gone),
+                 sum(1 for _, gone in stopped if gone),
+                 len(started) - sum(1 for _, gone in stopped if not gone))
+        # removed and restarted instances stop first (their VRIDs may be reused)
         removed_ones = [r for r, gone in stopped if gone]
         for runner in removed_ones:
             self._notifier.send(removed(runner.instance, runner.machine.priority))
         await self._stop_runners([r for r, _ in stopped], graceful=False)
-        for runner in removed_ones:  # a removed use_vmac instance's VMAC goes too
+        for runner, gone in stopped:  # a removed or restarted instance's VMAC goes too
             vmac = self._vmacs.pop(runner.name, None)
-            if vmac is not None:
+            if vmac is not None and (gone or vmac.name != self._vmac_name(new, runner.name)):
                 try:
                     await asyncio.to_thread(self._addresses.remove_vmac, vmac.name)
                 except AddressError as error:
@@ -718,6 +833,9 @@ class VrrpRuntime:
         if self._firewall_settings(new) != self._firewall_settings(old):
             log.warning("reload: nftables / nftables_priority / nftables_counters "
                         "changed: applied at the next restart")
+        if self._fifo_paths(new) != self._fifo_paths(old):
+            log.warning("reload: notify_fifo / vrrp_notify_fifo changed: applied at the "
+                        "next restart")
         self.config = new
         self._tracking = tracking
         if tracked_scripts(new) != tracked_scripts(old):
@@ -725,12 +843,93 @@ class VrrpRuntime:
                 await self._scripts.stop()
             self._start_scripts(new)
         self._unsupported_new(new, started)
+        await self._poll_links_once()  # interfaces and files tracked from now on
+        self._read_files_once()
+        for name in updated:
+            try:
+                self._update(name, new)
+            except Exception:  # a bug must not take the other instances down
+                log.exception("(%s) reload: cannot change it in place", name)
         for instance in started:
             await self._start_instance(instance)
-        for name in kept:
-            runner = self.runners[name]
-            runner.instance = new.instance(name) or runner.instance
-            runner.apply(self._effective(name))
+        for plan in plans:
+            runner = self.runners.get(plan.name)
+            if plan.action is Action.KEEP and runner is not None:
+                runner.instance = new.instance(plan.name) or runner.instance
+                runner.apply(self._effective(plan.name))
+        self._settle_groups(old, new)
+
+    @staticmethod
+    def _vmac_name(config: VrrpConfig, name: str) -> str | None:
+        instance = config.instance(name)
+        if instance is None or not instance.use_vmac:
+            return None
+        from vrrp.addresses import vmac_name
+
+        return vmac_name(instance, config.globals.vmac_prefix)
+
+    @staticmethod
+    def _fifo_paths(config: VrrpConfig) -> tuple[str | None, ...]:
+        return tuple(None if f is None else f.path for f in (config.globals.notify_fifo,
+                                                              config.globals.vrrp_notify_fifo))
+
+    def _peers_in_place(self, name: str, new: VrrpConfig) -> bool:
+        """False when the instance's unicast peers changed and its socket is shared."""
+        runner = self.runners.get(name)
+        instance = new.instance(name)
+        if runner is None or instance is None:
+            return True
+        if tuple(p.address for p in instance.unicast_peers) == \
+                tuple(p.address for p in runner.instance.unicast_peers):
+            return True
+        channel = self._channel_of(runner)
+        return channel is not None and len(channel.runners) == 1 \
+            and isinstance(channel.socket, VrrpSocket)
+
+    def _channel_of(self, runner: VrrpInstanceRunner) -> _Channel | None:
+        return next((c for c in self._channels.values()
+                     if c.runners.get(runner.instance.virtual_router_id) is runner), None)
+
+    def _update(self, name: str, new: VrrpConfig) -> None:
+        """One instance changed in place (`VrrpInstanceRunner.reconfigure`)."""
+        runner = self.runners[name]
+        instance = new.instance(name)
+        assert instance is not None
+        peers = tuple(p.address for p in instance.unicast_peers)
+        channel = self._channel_of(runner)
+        if channel is not None and peers != tuple(
+                p.address for p in runner.instance.unicast_peers):
+            assert isinstance(channel.socket, VrrpSocket)
+            channel.socket.set_peers(peers)
+            del self._channels[channel.key]
+            channel.key = _channel_key(instance, runner.source, channel.key[0])
+            self._channels[channel.key] = channel
+            log.info("(%s) reload: unicast peers now %s", name,
+                     ", ".join(map(str, peers)))
+        runner.reconfigure(
+            instance, self._effective(name), synced=new.sync_group_of(name) is not None,
+            garp_interval=(new.globals.vrrp_garp_interval
+                           if instance.family is AddressFamily.INET
+                           else new.globals.vrrp_gna_interval))
+
+    def _settle_groups(self, old: VrrpConfig, new: VrrpConfig) -> None:
+        """Sync groups whose members changed: a group whose members all agree takes
+        their state; the others keep theirs until their members' next move."""
+        before = {g.name: g.group for g in old.sync_groups}
+        for group in new.sync_groups:
+            if before.get(group.name) == group.group:
+                continue
+            states = {self.runners[m].state for m in group.group if m in self.runners}
+            log.info("VRRP_Group(%s) reload: members now %s", group.name,
+                     ", ".join(group.group))
+            if len(states) == 1:
+                (state,) = states
+                if state is not State.INIT:
+                    self._set_group_state(group, state, "reload: members changed")
+        names = {g.name for g in new.sync_groups}
+        for name in list(self._group_state):
+            if name not in names:
+                del self._group_state[name]
 
     def _unsupported_new(self, config: VrrpConfig, started: list[VrrpInstance]) -> None:
         now = time.monotonic()

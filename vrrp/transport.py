@@ -66,8 +66,9 @@ instance).
 ``sock.counters`` (`TransportCounters`): received, delivered, dropped_not_peer,
 dropped_malformed, dropped_overflow, receive_errors, callback_errors, sent,
 send_errors. ``sock.close()`` (idempotent, also ``async with``) stops reading, closes
-the socket and ends the iteration. Attributes: family, interface, ifindex, group,
-peers, source, destinations, protocol.
+the socket and ends the iteration. ``sock.set_peers(peers)``: a reload's new unicast
+peer list (ValueError when it would turn multicast into unicast or back).
+Attributes: family, interface, ifindex, group, peers, source, destinations, protocol.
 
 Everything runs on the event loop's thread: reading is a loop reader callback
 (``add_reader``), sending a non-blocking ``sendmsg``; nothing here blocks. Odd input
@@ -333,6 +334,18 @@ class VrrpSocket:
     def destinations(self) -> tuple[IPAddress, ...]:
         """Where `send` goes without a destination: the peers, else the group."""
         return self.peers if self.peers else (self.group,)
+
+    def set_peers(self, unicast_peers: Iterable[UnicastPeer | IPAddress | str]) -> None:
+        """A reload changed the unicast peers (unicast stays unicast: a socket that
+        joined the multicast group is not turned into a unicast one here)."""
+        peers = tuple(_peer_address(p) for p in unicast_peers)
+        if bool(peers) != bool(self.peers):
+            raise ValueError("multicast <-> unicast needs a new socket")
+        for address in peers:
+            if address.version != self.group.version:
+                raise ValueError(f"{address} is not an IPv{self.group.version} address")
+        self.peers = peers
+        self._peer_set = frozenset(peers)
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -216,7 +216,8 @@ def test_reload_keeps_unchanged_instances_and_survives_a_bad_file(lab: Lab):
     assert ours.process is not None
     # same instance: kept, no new election, the VIP stays
     ours.process.send_signal(signal.SIGHUP)
-    ours.wait_log("reload: 1 instance(s) kept, 0 stopped, 0 started")
+    ours.wait_log("reload: 1 instance(s) kept, 0 changed in place, 0 restarted, 0 stopped, "
+                  "0 started")
     assert ours.count("Entering") == 2 and holds(a)
     # an error in the file: logged with its place, the old config keeps running
     ours.conf.write_text(config(150).replace("priority 150", "priority 150\n    bogus {"))
@@ -228,7 +229,8 @@ def test_reload_keeps_unchanged_instances_and_survives_a_bad_file(lab: Lab):
     ours.conf.write_text(config(150) + config(150, vrid=52).split("}\n", 1)[1]
                          .replace("VI_1", "VI_2").replace(VIP, "192.0.2.101"))
     ours.process.send_signal(signal.SIGHUP)
-    ours.wait_log("reload: 1 instance(s) kept, 0 stopped, 1 started")
+    ours.wait_log("reload: 1 instance(s) kept, 0 changed in place, 0 restarted, 0 stopped, "
+                  "1 started")
     ours.wait_log("(VI_2) Entering MASTER STATE")
     wait_holds(a, 5, "192.0.2.101")
     assert holds(a)

@@ -19,7 +19,7 @@ from vrrp.instance import (
 )
 from vrrp.machine import State
 from vrrp.packet import Advert, checksum, decode, encode
-from vrrp.spec import Authentication, AuthType, VirtualAddress, VrrpInstance
+from vrrp.spec import Authentication, AuthType, InstanceState, VirtualAddress, VrrpInstance
 from vrrp.track import Effective
 from vrrp.transport import Datagram
 
@@ -321,4 +321,107 @@ async def test_vmac_instance_puts_its_vips_on_the_vmac():
     assert seen == ["vr.51"]
     r.shutdown(graceful=False)
     assert await r.stopped(1)
+    await r.close()
+
+
+# ----------------------------------------------------------------- reload in place
+
+VIP2 = ipaddress.IPv4Interface("192.0.2.101/24")
+
+
+class FakeGarp:
+    def __init__(self, device: str, sent: list[tuple[str, str]]):
+        self.device, self.sent = device, sent
+
+    def send(self, address) -> bool:
+        self.sent.append((self.device, str(address)))
+        return True
+
+
+async def owner_master(**kw):
+    garps: list[tuple[str, str]] = []
+    r, sock, addresses, states = runner(inst(priority=255, **kw),
+                                        garp=lambda device: FakeGarp(device, garps))
+    r.start()
+    await r.drain(1)
+    assert r.state is State.MASTER
+    return r, sock, addresses, states, garps
+
+
+async def test_reconfigure_master_priority_is_advertised_at_once_without_election():
+    r, sock, addresses, states = runner(inst(priority=100, state=InstanceState.MASTER))
+    r.apply(Effective(priority=100))
+    r.start()
+    await asyncio.sleep(0.15)  # state MASTER: one interval + skew, then MASTER
+    assert r.state is State.MASTER
+    await r.drain(1)
+    sent_before = len(sock.sent)
+    r.reconfigure(inst(priority=110, state=InstanceState.MASTER), Effective(priority=110))
+    assert len(sock.sent) == sent_before + 1
+    assert decode(sock.sent[-1][0], OURS, GROUP).priority == 110
+    await r.drain(1)
+    assert addresses.calls == [("add", str(VIP))]  # nothing removed, nothing re-added
+    assert states == [(State.INIT, State.BACKUP), (State.BACKUP, State.MASTER)]
+    assert r.status()["counters"]["became_master"] == 1
+    r.shutdown()
+    await r.stopped(1)
+    await r.close()
+
+
+async def test_reconfigure_master_applies_only_the_vip_difference():
+    r, sock, addresses, states, garps = await owner_master()
+    garps.clear()
+    both = (VirtualAddress(address=VIP), VirtualAddress(address=VIP2))
+    r.reconfigure(inst(priority=255, virtual_ipaddresses=both), Effective(priority=255))
+    await r.drain(1)
+    assert addresses.calls == [("add", str(VIP)), ("add", str(VIP2))]
+    assert garps and {address for _device, address in garps} == {str(VIP2.ip)}
+    assert decode(sock.sent[-1][0], OURS, GROUP).addresses == (VIP.ip, VIP2.ip)
+    r.reconfigure(inst(priority=255, virtual_ipaddresses=both[1:]), Effective(priority=255))
+    await r.drain(1)
+    assert addresses.calls[2:] == [("remove", str(VIP))]
+    assert r.status()["virtual_addresses"] == [str(VIP2.ip)]
+    assert states == [(State.INIT, State.MASTER)]
+    r.shutdown()
+    await r.stopped(1)
+    await r.close()
+
+
+async def test_reconfigure_backup_touches_no_address_and_hears_the_new_list():
+    instance = inst()
+    r, sock, addresses, _states = runner(instance)
+    r.start()
+    both = (VirtualAddress(address=VIP), VirtualAddress(address=VIP2))
+    new = inst(virtual_ipaddresses=both)
+    r.reconfigure(new, Effective(priority=100))
+    r.receive(datagram(make_advert(new, 150)))
+    assert r.counters["wrong_address_list"] == 0 and r.status()["master"] == str(PEER)
+    r.receive(datagram(make_advert(instance, 150)))
+    assert r.counters["wrong_address_list"] == 1
+    await r.drain(1)
+    assert addresses.calls == [] and not sock.sent
+    r.shutdown()
+    await r.stopped(1)
+    await r.close()
+
+
+async def test_reconfigure_refuses_a_new_vrid():
+    r, *_ = runner(inst())
+    with pytest.raises(ValueError, match="needs a restart"):
+        r.reconfigure(inst(virtual_router_id=52), Effective(priority=100))
+    await r.close()
+
+
+async def test_a_fault_names_what_failed():
+    r, _sock, _addresses, _states = runner(inst())
+    reasons: list[str] = []
+    r._on_state = lambda _r, _old, new, why: reasons.append(why)
+    r.start()
+    r.apply(Effective(priority=100, fault=True,
+                      faults=("interface eth0", "script chk_x", "sync group G: VI_2 is in FAULT")))
+    await r.drain(1)
+    assert reasons[-1] == ("fault: interface eth0 down, tracking script chk_x failed, "
+                           "sync group G: VI_2 is in FAULT")
+    r.shutdown()
+    await r.stopped(1)
     await r.close()

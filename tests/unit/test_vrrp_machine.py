@@ -27,6 +27,7 @@ from vrrp.machine import (
     LowerPriorityReceived,
     Machine,
     PriorityChanged,
+    Reconfigure,
     RemoveAddresses,
     SendAdvert,
     SendGratuitous,
@@ -177,6 +178,10 @@ SCENARIOS: dict[str, Scenario] = {
     "force-backup-master": lambda: _run(backup(), Force(State.MASTER, "VI_2 is master")),
     "force-master-backup": lambda: _run(master(), Force(State.BACKUP, "VI_2 is backup")),
     "force-ignored": lambda: _run(master(), Force(State.MASTER)),
+    "master-reconfigure": lambda: _run(master(), Reconfigure(inst(priority=110), 110), 0.3),
+    "backup-reconfigure-takeover": lambda: _then(backup(priority=90), advert(priority=100),
+                                                 Reconfigure(inst(priority=110), 110)),
+    "reconfigure-quiet": lambda: _run(backup(), Reconfigure(inst(advert_int=2.0), 100)),
 }
 
 
@@ -960,3 +965,73 @@ def test_two_synced_members_go_master_when_both_want():
     vi2.handle(Force(State.MASTER), 10.0)
     vi1.handle(Force(State.MASTER), 10.0)
     assert vi1.state is vi2.state is State.MASTER
+
+
+# ----------------------------------------------------------------- reload in place
+
+
+def test_reconfigure_master_advertises_once_and_keeps_its_state():
+    m = master(0.0)
+    actions = m.handle(Reconfigure(inst(priority=110, advert_int=2.0), 110), 0.3)
+    assert actions == [SendAdvert(110)]
+    assert m.state is State.MASTER and m.counters.became_master == 1
+    assert m.timers == {"advert": 2.3} and m.master_priority == 110
+    # nothing advertised changed (a notify script, say): no advert, the timer stays
+    other = inst(priority=110, advert_int=2.0, notify_priority_changes=True)
+    assert m.handle(Reconfigure(other, 110), 0.4) == []
+    assert m.timers == {"advert": 2.3}
+
+
+def test_reconfigure_a_new_vip_list_is_advertised():
+    from ipaddress import ip_interface
+
+    from vrrp.spec import VirtualAddress
+
+    m = master(0.0)
+    new = inst(virtual_ipaddresses=(VirtualAddress(address=ip_interface("192.0.2.9/24")),))
+    assert kinds(m.handle(Reconfigure(new, 100), 0.3)) == ["SendAdvert"]
+
+
+def test_reconfigure_backup_takes_the_new_preempt_settings():
+    m = backup(preempt_delay=5.0)
+    m.handle(advert(priority=50), 0.5)
+    assert "preempt" in m.timers
+    m.handle(Reconfigure(inst(preempt_delay=1.0), 100), 0.6)
+    assert m.timers["preempt"] == pytest.approx(1.6)
+    m.handle(Reconfigure(inst(nopreempt=True), 100), 0.7)
+    assert "preempt" not in m.timers
+    assert m.handle(Timeout(), 2.0) == [] and m.state is State.BACKUP
+
+
+def test_reconfigure_v2_backup_uses_the_new_interval():
+    m = backup(version=2, advert_int=1.0)
+    m.handle(Reconfigure(inst(version=2, advert_int=2.0), 100), 0.5)
+    assert m.master_adver_interval == 2.0
+    assert kinds(m.handle(advert(interval=1.0), 0.6)) == ["AdvertDiscarded"]
+    assert m.handle(advert(interval=2.0), 0.7) == []
+
+
+def test_reconfigure_leaving_a_sync_group_acts_alone():
+    m = _synced_backup()
+    assert kinds(m.handle(Timeout(), 10.0)) == ["WantMaster"]
+    m.handle(Reconfigure(inst(), 100, synced=False), 10.1)
+    assert not m.synced and not m.wants_master
+    assert "MASTER" in [str(a.new) for a in m.handle(Timeout(), 20.0)
+                        if isinstance(a, StateChanged)]
+
+
+@pytest.mark.parametrize("change", [dict(virtual_router_id=52), dict(version=3),
+                                    dict(priority=255)])
+def test_reconfigure_refuses_an_identity_change(change):
+    m = backup()
+    with pytest.raises(ValueError, match="new machine"):
+        m.handle(Reconfigure(inst(**change), 100), 0.5)
+
+
+def test_priority_zero_names_the_master_that_left():
+    m = backup()
+    m.handle(advert(priority=150), 0.5)
+    m.handle(advert(priority=0), 0.6)
+    actions = m.handle(Timeout(), 5.0)
+    changed = [a for a in actions if isinstance(a, StateChanged)]
+    assert changed[0].reason == f"master {B} sent priority 0"
