@@ -52,8 +52,9 @@ bench: venv deps
 lint: venv
 	$(BIN)/ruff check .
 
+# The LVS-DR pair end to end in a User-Mode-Linux guest (root: the guest's namespaces).
 demo: venv deps
-	$(BIN)/python -m director.demo
+	$(SUDO) $(BIN)/python -m director.demo
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

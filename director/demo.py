@@ -1,97 +1,84 @@
-"""`make demo`: the configuration pipeline on the embedded LVS-DR pair config.
+"""`make demo`: the LVS-DR director pair, end to end, in a User-Mode-Linux guest.
 
-Loads conf/lvs-dr-pair.conf as each director of the pair sees it (keepalived's
-``-i`` config id), shows what each will run, converts it to YAML and back, and shows
-how a broken file is reported. The daemon, checkers, IPVS and VRRP parts join this
-demo as they are built.
+On the host: checks the example configurations of the pair (conf/director-a.conf and
+director-b.yaml, and their other-format twins), then boots one guest with the
+kernel's ip_vs (tests/kernel/uml.py: fetches Debian's user-mode-linux once, loads the
+modules) and runs the narrated scenario tests/kernel/demo_pair.py in it: our daemon on
+both directors, nginx real servers, a client; a real server stopped and started,
+director A killed and started again. Exit status: the scenario's (0: every step did
+what it says), or uml.py's for a guest that could not run.
+
+    python -m director.demo [--uml-timeout SECONDS]
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from director.config.errors import ConfigError
 from director.config.load import load_config
-from director.config.model import Config
-from director.config.yaml_config import dump_yaml
 
-DEFAULT = Path(__file__).resolve().parents[1] / "conf" / "lvs-dr-pair.conf"
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+UML = REPO / "tests" / "kernel" / "uml.py"
+SCENARIO = "tests/kernel/demo_pair.py"
+GUEST_TIMEOUT = 600  # seconds: the scenario takes about one minute
 
 
 def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def describe_director(config: Config) -> None:
-    for instance in config.vrrp.instances:
-        vips = ", ".join(f"{v.address} dev {v.dev or instance.interface}"
-                         + (f" label {v.label}" if v.label else "")
-                         for v in instance.virtual_ipaddresses)
-        say(f"  VRRP {instance.name}: VRID {instance.virtual_router_id} on "
-            f"{instance.interface}, v{instance.version}, state {instance.state}, "
-            f"priority {instance.priority}, advert every {instance.advert_int:g} s")
-        say(f"    VIPs: {vips}")
-    say("  IPVS table it will maintain (ipvsadm -Ln style):")
-    say("    Prot LocalAddress:Port Scheduler Flags")
-    say("      -> RemoteAddress:Port           Forward Weight  Health check")
-    for vs in config.virtual_servers:
-        persist = f" persistent {vs.persistence_timeout:g}" if vs.persistence_timeout else ""
-        say(f"    {vs.effective_protocol.value}  {vs.address}:{vs.port} {vs.lvs_sched}{persist}")
-        for rs in vs.real_servers:
-            checks = "; ".join(_checker(c) for c in rs.checkers) or "none"
-            method = {"NAT": "Masq", "DR": "Route", "TUN": "Tunnel"}[rs.lvs_method.forwarding]
-            say(f"      -> {rs.address}:{rs.port:<5}  {method:<8}{rs.weight:<7} {checks}")
-        if vs.sorry_server:
-            say(f"      (sorry server {vs.sorry_server.address}:{vs.sorry_server.port} "
-                f"when fewer than quorum {vs.quorum} weight is up)")
-
-
-def _checker(checker) -> str:
-    urls = getattr(checker, "urls", ())
-    what = f" {','.join(u.path for u in urls)}" if urls else ""
-    return (f"{checker.kind}{what} every {checker.delay_loop:g} s, "
-            f"timeout {checker.connect_timeout:g} s, retry {checker.retry}"
-            f"x{checker.delay_before_retry:g} s")
+def check_configs() -> bool:
+    """Each example loads without a warning and its two forms are one configuration."""
+    ok = True
+    for director in ("a", "b"):
+        loaded = {}
+        for form in ("conf", "yaml"):
+            name = f"director-{director}.{form}"
+            started = time.perf_counter()
+            try:
+                loaded[form], warnings = load_config(str(CONF / name))
+            except ConfigError as error:
+                say(f"  {name}: NOT valid")
+                for problem in error.problems:
+                    say(f"    {problem}")
+                ok = False
+                continue
+            took = (time.perf_counter() - started) * 1000
+            (instance,) = loaded[form].vrrp.instances
+            say(f"  director check-config -f conf/{name}: valid, {len(warnings)} warning(s), "
+                f"{took:.0f} ms (VRRP {instance.name} VRID {instance.virtual_router_id}, "
+                f"state {instance.state}, priority {instance.priority})")
+            ok = ok and not warnings
+        if len(loaded) == 2:
+            same = loaded["conf"] == loaded["yaml"]
+            say(f"  director-{director}.conf and director-{director}.yaml are the same "
+                f"configuration: {same}")
+            ok = ok and same
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
-    path = Path(argv[0]) if argv else DEFAULT
-    say(f"lvs-director demo: {path.name}, one keepalived.conf for both directors\n")
-    for director in ("dirA", "dirB"):
-        started = time.perf_counter()
-        config, warnings = load_config(str(path), config_id=director)
-        took = (time.perf_counter() - started) * 1000
-        say(f"== director {director} (director check-config -f {path.name} -i {director}): "
-            f"valid, {len(warnings)} warning(s), loaded in {took:.0f} ms")
-        describe_director(config)
-        say()
-
-    config, _ = load_config(str(path), config_id="dirA")
-    with tempfile.TemporaryDirectory() as tmp:
-        yaml_path = Path(tmp) / "dirA.yaml"
-        yaml_path.write_text(dump_yaml(config, concise=True))
-        again, _ = load_config(str(yaml_path))
-        say(f"== director convert -f {path.name} -i dirA > dirA.yaml "
-            f"({len(yaml_path.read_text().splitlines())} lines of YAML)")
-        say(f"  loading dirA.yaml gives the same model: {again == config}\n")
-
-        broken = Path(tmp) / "broken.conf"
-        broken.write_text(path.read_text()
-                          .replace("virtual_router_id 51", "virtual_router_id 300")
-                          .replace("lvs_sched wrr", "lvs_sched fastest", 1))
-        say("== a broken copy (VRID 300, scheduler 'fastest'): director check-config says")
-        try:
-            load_config(str(broken), config_id="dirA")
-            say("  (unexpectedly valid)")
-            return 1
-        except ConfigError as error:
-            for problem in error.problems:
-                say(f"  {str(problem).replace(tmp + '/', '')}")
-    return 0
+    args = list(sys.argv[1:] if argv is None else argv)
+    say("lvs-director demo: an LVS-DR director pair (conf/director-a.*, conf/director-b.*)")
+    if not check_configs():
+        say("the example configurations are broken: no demo")
+        return 1
+    say(f"\nbooting a User-Mode-Linux guest with the kernel's ip_vs for the pair "
+        f"({UML.relative_to(REPO)} --run {SCENARIO})\n")
+    timeout = ["--uml-timeout", str(GUEST_TIMEOUT)]
+    if any(a.startswith("--uml-timeout") for a in args):
+        timeout = []
+    try:
+        return subprocess.run([sys.executable, str(UML), *timeout, *args, "--run", SCENARIO],
+                              cwd=REPO).returncode
+    except KeyboardInterrupt:  # uml.py stops its guest on the same SIGINT
+        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

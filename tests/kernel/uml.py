@@ -6,13 +6,18 @@ UML modules, runs pytest in there and passes its exit status back.
 
     .venv/bin/python tests/kernel/uml.py [--uml-timeout SECONDS] [--uml-mem SIZE] [--uml-help]
                                           [pytest args...]
+    .venv/bin/python tests/kernel/uml.py [--uml-...] --run PROGRAM [program args...]
 
-Without pytest args it runs `tests/kernel -v`. Paths are relative to the repo root.
+Without pytest args it runs `tests/kernel -v`. With `--run`, the guest runs the Python
+program PROGRAM (with the venv's Python, LVS_KERNEL_GUEST=1 and tests/kernel on
+sys.path) instead of pytest; every word after PROGRAM is its argument.
+Paths are relative to the repo root.
 The kernel package is fetched once into the git-ignored `.cache/uml/`; missing host
 tools (kmod's modprobe, ipvsadm, iproute2's ip) are installed with apt-get.
 
-Exit status: pytest's own; 123 the host could not be prepared; 124 the guest timed
-out; 125 the guest could not be set up; 126 the guest stopped without a status.
+Exit status: pytest's (or the --run program's) own; 123 the host could not be
+prepared; 124 the guest timed out; 125 the guest could not be set up; 126 the guest
+stopped without a status.
 Host side: standard library only.
 """
 
@@ -47,6 +52,9 @@ EXIT_HOST_FAILED = 123
 EXIT_TIMEOUT = 124
 EXIT_SETUP_FAILED = 125  # written by guest-init.sh
 EXIT_NO_STATUS = 126
+
+# Host environment variables the guest's command sees too.
+PASSED_ENV = ("PYTEST_ADDOPTS", "LVS_PAIR_SPLIT")  # LVS_PAIR_SPLIT: see pair_lab.py
 
 # command -> Debian package that provides it
 HOST_TOOLS = {"modprobe": "kmod", "ipvsadm": "ipvsadm", "ip": "iproute2"}
@@ -167,7 +175,8 @@ def guest_python() -> Path:
     return venv if venv.exists() else Path(sys.executable)
 
 
-def command_script(pytest_args: list[str]) -> str:
+def command_script(pytest_args: list[str], program: list[str] | None = None) -> str:
+    """The guest's sh script: pytest with PYTEST_ARGS, or the Python PROGRAM (argv)."""
     args = ["-p", "no:cacheprovider", f"--basetemp={GUEST_BASETEMP}"]
     if sys.stdout.isatty() and not any(a.startswith("--color") for a in pytest_args):
         args.append("--color=yes")
@@ -177,10 +186,16 @@ def command_script(pytest_args: list[str]) -> str:
         "HYPOTHESIS_STORAGE_DIRECTORY": "/tmp/lvs-kernel-hypothesis",
         "COLUMNS": str(shutil.get_terminal_size().columns),
     }
-    if "PYTEST_ADDOPTS" in os.environ:
-        env["PYTEST_ADDOPTS"] = os.environ["PYTEST_ADDOPTS"]
+    for name in PASSED_ENV:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if program is not None:
+        env["PYTHONPATH"] = f"{REPO}:{Path(__file__).resolve().parent}"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-    argv = [str(guest_python()), "-m", "pytest", *args, *pytest_args]
+    if program is not None:
+        argv = [str(guest_python()), *program]
+    else:
+        argv = [str(guest_python()), "-m", "pytest", *args, *pytest_args]
     return (
         f"cd {shlex.quote(str(REPO))} || exit {EXIT_SETUP_FAILED}\n"
         f"{exports}exec {shlex.join(argv)}\n"
@@ -251,7 +266,8 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
-def boot_guest(kernel: Kernel, pytest_args: list[str], timeout: float, mem: str) -> GuestRun:
+def boot_guest(kernel: Kernel, pytest_args: list[str], timeout: float, mem: str,
+               program: list[str] | None = None) -> GuestRun:
     work = Path(tempfile.mkdtemp(prefix="lvs-uml-"))
     try:
         result = work / "result"
@@ -261,7 +277,7 @@ def boot_guest(kernel: Kernel, pytest_args: list[str], timeout: float, mem: str)
         for path in (REPO, work, kernel.modules, GUEST_INIT):
             if not PLAIN_PATH.fullmatch(str(path)):
                 raise HostError(f"path with blanks or commas cannot reach the guest: {path}")
-        (result / "command").write_text(command_script(pytest_args))
+        (result / "command").write_text(command_script(pytest_args, program))
         (result / "output").touch()
         console = work / "console.log"
         argv = [
@@ -323,10 +339,17 @@ def watch_guest(
     )
 
 
-def parse_args(argv: list[str]) -> tuple[float, str, list[str]]:
+def parse_args(argv: list[str]) -> tuple[float, str, list[str], list[str] | None]:
+    """(timeout, mem, pytest args, program argv or None)."""
     timeout, mem, rest = DEFAULT_TIMEOUT, DEFAULT_MEM, []
+    program: list[str] | None = None
     items = iter(argv)
     for arg in items:
+        if arg == "--run":
+            program = list(items)
+            if not program:
+                sys.exit("uml: --run needs a program (a path relative to the repo root)")
+            break
         name, eq, value = arg.partition("=")
         if name in ("--uml-timeout", "--uml-mem"):
             if not eq:
@@ -343,7 +366,9 @@ def parse_args(argv: list[str]) -> tuple[float, str, list[str]]:
             sys.exit(0)
         else:
             rest.append(arg)
-    return timeout, mem, rest or list(DEFAULT_PYTEST_ARGS)
+    if program is not None and rest:
+        sys.exit(f"uml: pytest arguments and --run do not mix: {shlex.join(rest)}")
+    return timeout, mem, rest or list(DEFAULT_PYTEST_ARGS), program
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -356,7 +381,7 @@ def seconds(value: float | None) -> str:
 
 def main(argv: list[str]) -> int:
     started = time.monotonic()
-    timeout, mem, pytest_args = parse_args(argv)
+    timeout, mem, pytest_args, program = parse_args(argv)
     # A plain kill of this script should still take the guest down with it.
     signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -364,9 +389,11 @@ def main(argv: list[str]) -> int:
         kernel = ensure_kernel()
         fetched = ("reused cache" if kernel.fetch_seconds is None
                    else f"fetched in {kernel.fetch_seconds:.1f} s")
+        what = (f"python {shlex.join(program)}" if program is not None
+                else f"pytest {shlex.join(pytest_args)}")
         log(f"booting UML {kernel.version} ({fetched}), mem={mem}, timeout {timeout:.0f} s: "
-            f"pytest {shlex.join(pytest_args)}")
-        run = boot_guest(kernel, pytest_args, timeout, mem)
+            f"{what}")
+        run = boot_guest(kernel, pytest_args, timeout, mem, program)
     except HostError as exc:
         log(f"cannot prepare the host: {exc}")
         return EXIT_HOST_FAILED
@@ -375,7 +402,8 @@ def main(argv: list[str]) -> int:
         return 130
     uptime = ("" if run.guest_uptime_at_ready is None
               else f" (guest uptime {run.guest_uptime_at_ready:.1f} s)")
-    log(f"boot {seconds(run.boot_seconds)}{uptime}, tests {seconds(run.test_seconds)}, "
+    log(f"boot {seconds(run.boot_seconds)}{uptime}, "
+        f"{'program' if program is not None else 'tests'} {seconds(run.test_seconds)}, "
         f"total {seconds(time.monotonic() - started)}; exit status {run.status}")
     return run.status
 
