@@ -52,8 +52,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="run VRRP only: the instances, their VIPs and tracking "
                              "(SIGTERM: graceful handover, SIGINT: stop at once)")
     run.add_argument("--dry-run", action="store_true",
-                     help="keep the IPVS table in memory (starting empty) and log every "
-                          "change that would be made to the kernel's")
+                     help="change nothing: the IPVS table is kept in memory (starting empty), "
+                          "VRRP sends no advert and adds no VIP; every change it would "
+                          "make is logged")
+    run.add_argument("--memory-ipvs", action="store_true",
+                     help="keep the IPVS table in memory and log its changes, as --dry-run "
+                          "does, but run VRRP for real (hosts without ip_vs, tests)")
     run.add_argument("--keep-ipvs", action="store_true",
                      help="on stop, leave the IPVS table as it is (for a hitless restart)")
     run.add_argument("--state-dir", default=None, metavar="DIR",
@@ -62,10 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info",
                      choices=("debug", "info", "warning", "error"),
                      help="least severe messages logged (default: info)")
+    run.add_argument("--api-listen", metavar="[HOST:]PORT",
+                     help="serve the status API over TCP (default host 127.0.0.1)")
+    run.add_argument("--api-socket", metavar="PATH",
+                     help="serve the status API on a unix socket")
+    run.add_argument("--api-token-file", metavar="FILE",
+                     help="require the bearer token in this file (one word) on the API")
+    run.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
 
-    from director.cli.drain import add_parsers
+    from director.cli import drain, reload
 
-    add_parsers(commands)
+    drain.add_parsers(commands)
+    reload.add_parser(commands)
+    from director.cli import status
+
+    status.add_parsers(commands)
     return parser
 
 
@@ -77,13 +92,14 @@ def _report(problems: Sequence[Problem]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     handler = getattr(options, "handler", None)
-    if handler is not None:  # drain, undrain, drains
+    if handler is not None:  # drain, undrain, drains, reload, status, dump
         return handler(options)
-    if options.command == "run" and not (options.checkers_only or options.vrrp_only):
-        print("director run: one process for both halves is not built yet; run them as "
-              "two processes: `director run --vrrp-only -f CONF` and `director run "
-              "--checkers-only -f CONF`",
-              file=sys.stderr)
+    if options.command == "run" and options.checkers_only and options.memory_ipvs:
+        options.dry_run = True  # for the checkers half, that is all a dry run is
+    if options.command == "run" and (options.checkers_only or options.vrrp_only) and (
+            options.api_listen or options.api_socket or options.api_token_file):
+        print("director run: the status API is served by the supervisor (director run "
+              "without --vrrp-only/--checkers-only)", file=sys.stderr)
         return 2
     try:
         config, problems = load_config(options.config, strict=options.strict,
@@ -95,10 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{options.config}: configuration is NOT valid "
               f"({failed} error(s), {len(error.problems) - failed} warning(s))", file=sys.stderr)
         return 1
-    _report(problems)
+    if not (options.command == "run" and options.supervised):  # the parent said it
+        _report(problems)
 
     if options.command == "check-servers":
         return _check_servers(config, options.json)
+    if options.command == "run" and not (options.checkers_only or options.vrrp_only):
+        from director.supervisor import run_supervisor
+
+        return run_supervisor(options)  # the configuration was valid
     if options.command == "run" and options.vrrp_only:
         from director.run_vrrp import run_vrrp
 

@@ -1,0 +1,209 @@
+"""`director reload`: validate the configuration, then reload the running director.
+
+1. The configuration (-f, or the one the running director was started with, read from
+   its command line) is loaded and validated here with the director's own options
+   (-i, --input-format, --strict). With errors every problem is printed with its
+   location and the director is not signalled (exit 1).
+2. SIGHUP to the director named by ``director.pid`` in the state directory.
+3. Wait until every status file of the running director (the VRRP child's and the
+   checkers child's) shows a new reload record; print what each did and how long it
+   took.
+
+Exit status: 0 applied; 1 refused (invalid configuration, or a child could not apply
+it); 4 signalled but no reload seen within --timeout; 7 no director running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from director import state_files
+from director.config.errors import ConfigError
+from director.config.load import FORMATS, load_config
+
+REFUSED = 1
+TIMED_OUT = 4
+NOT_RUNNING = 7
+STATUS_FILES = {"vrrp": "vrrp-status.json", "checkers": state_files.STATUS_FILE}
+POLL_INTERVAL = 0.05
+FRESH = 5.0  # a status file older than this belongs to a process that is gone
+
+
+def add_parser(subparsers: Any) -> None:
+    what = "validate the configuration, then reload the running director"
+    parser = subparsers.add_parser(
+        "reload", help=what, description=what,
+        epilog="exit status: 0 applied, 1 refused (problems printed), 4 no reload seen "
+               "within --timeout, 7 no director running")
+    parser.add_argument("-f", "--config", "--use-file", dest="config", metavar="FILE",
+                        help="the configuration to validate (default: the running "
+                             "director's)")
+    parser.add_argument("--input-format", choices=FORMATS, default=None,
+                        help="configuration format (default: the running director's)")
+    parser.add_argument("-i", "--config-id", metavar="ID",
+                        help="keep '@ID' lines (default: the running director's)")
+    parser.add_argument("--state-dir", default=None, metavar="DIR",
+                        help=f"the director's state directory (default: "
+                             f"{state_files.DEFAULT_STATE_DIR})")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                        help="seconds to wait for the reload to be applied (default: 30)")
+    parser.set_defaults(handler=run_reload)
+
+
+# ---------------------------------------------------------------- the running director
+
+
+def daemon_options(pid: int) -> argparse.Namespace | None:
+    """The options of `director run` as the process `pid` was started (its config
+    path made absolute from its working directory), or None when they cannot be read."""
+    argv = state_files.process_argv(pid)
+    if argv is None or "run" not in argv[1:]:
+        return None
+    from director.cli.main import _parser
+
+    words = argv[argv.index("run", 1):]
+    try:
+        options, _ = _parser().parse_known_args(words)
+    except SystemExit:
+        return None
+    if not os.path.isabs(options.config):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            return None
+        options.config = os.path.join(cwd, options.config)
+    return options
+
+
+def reload_counts(state_dir: str, now: float) -> dict[str, int]:
+    """The reload count of every fresh status file that has a reload record."""
+    counts = {}
+    for role, name in STATUS_FILES.items():
+        status = _read(os.path.join(state_dir, name))
+        record = _record(status)
+        written = status.get("written_at") if status else None
+        if (record is not None and isinstance(written, int | float)
+                and now - written <= FRESH and status.get("running", True) is not False):
+            counts[role] = record["count"]
+    return counts
+
+
+def _read(path: str) -> dict[str, Any] | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _record(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    record = status.get("reload") if isinstance(status, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("count"), int):
+        return None
+    return record
+
+
+def wait_for_records(state_dir: str, before: dict[str, int],
+                     timeout: float) -> dict[str, dict[str, Any]]:
+    """The new reload record of each role in `before`, as far as they came in time."""
+    deadline = time.monotonic() + timeout
+    done: dict[str, dict[str, Any]] = {}
+    while True:
+        for role, count in before.items():
+            if role not in done:
+                record = _record(_read(os.path.join(state_dir, STATUS_FILES[role])))
+                if record is not None and record["count"] > count:
+                    done[role] = record
+        if len(done) == len(before) or time.monotonic() >= deadline:
+            return done
+        time.sleep(POLL_INTERVAL)
+
+
+def describe(role: str, record: dict[str, Any]) -> str:
+    seconds = record.get("seconds")
+    text = f"{role}: {'applied' if record.get('ok') is not False else 'FAILED'}"
+    if isinstance(seconds, int | float):
+        text += f" in {seconds:.3f} s"
+    operations = record.get("operations")
+    if isinstance(operations, int):
+        text += f" ({operations} IPVS operation{'s' if operations != 1 else ''})"
+    return text
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_reload(options: argparse.Namespace) -> int:
+    state_dir = options.state_dir or state_files.DEFAULT_STATE_DIR
+    pid = state_files.running_pid(state_dir)
+    running = daemon_options(pid) if pid is not None else None
+    config = options.config or (running.config if running is not None else None)
+    if config is None:
+        print(f"director reload: no director running with state directory {state_dir} "
+              f"(and no -f to validate)", file=sys.stderr)
+        return NOT_RUNNING
+    config_id = options.config_id or (running.config_id if running is not None else None)
+    input_format = options.input_format or (running.input_format if running else "auto")
+    strict = bool(running.strict) if running is not None else False
+    try:
+        _, warnings = load_config(config, strict=strict, config_id=config_id,
+                                  input_format=input_format)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        failed = sum(1 for p in error.problems if p.severity == "error")
+        print(f"{config}: configuration is NOT valid ({failed} error(s), "
+              f"{len(error.problems) - failed} warning(s)); the director was not "
+              f"reloaded", file=sys.stderr)
+        return REFUSED
+    except OSError as error:
+        print(f"{config}: cannot read: {error.strerror or error}; the director was not "
+              f"reloaded", file=sys.stderr)
+        return REFUSED
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    if pid is None:
+        print(f"director reload: {config} is valid, but no director is running with "
+              f"state directory {state_dir}", file=sys.stderr)
+        return NOT_RUNNING
+
+    start = time.monotonic()
+    before = reload_counts(state_dir, time.time())
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"director reload: the director (pid {pid}) is gone", file=sys.stderr)
+        return NOT_RUNNING
+    if not before:
+        print(f"director reload: SIGHUP sent to pid {pid}; its status files report no "
+              f"reloads, so the outcome is in its log")
+        return 0
+    records = wait_for_records(state_dir, before, options.timeout)
+    took = time.monotonic() - start
+    failed = False
+    for role in before:
+        record = records.get(role)
+        if record is None:
+            print(f"{role}: no reload seen within {options.timeout:g} s", file=sys.stderr)
+            continue
+        print(describe(role, record))
+        if record.get("ok") is False:
+            failed = True
+            for problem in record.get("problems") or []:
+                print(f"  {problem}", file=sys.stderr)
+    if failed:
+        print(f"director reload: {config} was NOT applied everywhere (see above)",
+              file=sys.stderr)
+        return REFUSED
+    if len(records) < len(before):
+        return TIMED_OUT
+    print(f"director reload: {config} applied (pid {pid}) in {took:.3f} s")
+    return 0
