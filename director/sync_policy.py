@@ -7,7 +7,9 @@ policy, as keepalived 2.2 applies its global ``lvs_sync_daemon`` and ``lvs_timeo
 - before the instance has a state (start-up): a backup daemon (keepalived starts
   one in vrrp_init_state for every instance that is not an address owner going
   straight to MASTER; an owner's start runs through BACKUP too);
-- MASTER: a master daemon only (ipvs_syncd_master stops the backup, starts a master);
+- MASTER: a master daemon (keepalived's ipvs_syncd_master also stops the backup; we
+  keep it: the kernel runs both at once, and the old master's last connections, sent
+  after a handover, need a backup daemon here to land in);
 - BACKUP or FAULT: a backup daemon only (leaving MASTER for either runs
   ipvs_syncd_backup);
 - stopping: none (keepalived stops the daemon of the current state on exit).
@@ -95,7 +97,7 @@ def desired_sync_daemons(setting: LvsSyncDaemon | None, vrrp_state: str | None,
         return frozenset({_daemon(setting, SyncState.BACKUP, sync_id)})
     state = vrrp_state.upper()
     if state in _MASTER_STATES:
-        return frozenset({_daemon(setting, SyncState.MASTER, sync_id)})
+        return frozenset(_daemon(setting, s, sync_id) for s in SyncState)
     if state in _BACKUP_STATES:
         return frozenset({_daemon(setting, SyncState.BACKUP, sync_id)})
     if state in _STOPPED_STATES:

@@ -25,6 +25,7 @@ from daemon_lab import (
     START_TIMEOUT,
     Daemon,
     Prober,
+    ProbeReport,
     VipWatch,
     holds_vip,
     longest,
@@ -39,6 +40,9 @@ PRIORITY = {"dirA": 150, "dirB": 100}
 FAILOVER = master_down_interval(PRIORITY["dirB"]) + 2.0  # + the slow guest's margin
 # a lost SYN is retransmitted after 1 s: anything near that is a failure a client saw
 GAP_LIMIT = 0.25
+# A connection begun this long after the new master took the VIP may still have
+# sent its SYN to the old one: the client learns the move from the GARP just after.
+IN_FLIGHT = 0.05
 MOVE_WINDOW = 1.0  # s after the VIP changes hands
 
 lab = lab_fixture(nat=0, dr=2, directors=2)
@@ -294,6 +298,19 @@ def test_reload_applies_only_the_diff_and_refuses_a_broken_config(running: Pair)
 # ------------------------------------------------------------------ stop
 
 
+def no_failure_but_in_flight(report: ProbeReport, running: Pair, stopped: float,
+                             said: str) -> None:
+    """No request failed, but for the one connection in flight when dirB took the VIP
+    (SYN through dirA, its next packet through dirB): dirB learns dirA's connections
+    from the kernel's sync daemon, which sends every 2 s. Every connection begun after
+    the switch answers."""
+    switched = next(when for when, held in running.watch.changes(stopped) if held["dirB"])
+    in_flight = [f for f in report.failures if f[0] <= switched + IN_FLIGHT]
+    assert len(in_flight) <= 1, said
+    assert [f for f in report.failures if f not in in_flight] == [], said
+
+
+
 def test_sigterm_hands_the_vip_over_without_a_gap(running: Pair):
     lab, a, b = running.lab, running.a(), running.b()
     dir_a, dir_b = lab.directors
@@ -308,7 +325,7 @@ def test_sigterm_hands_the_vip_over_without_a_gap(running: Pair):
     assert holds_vip(dir_b) and not holds_vip(dir_a)
     assert b.state() == "MASTER"
     said = f"client, from the SIGTERM on: {report.describe(stopped)}\n{a.output()}"
-    assert report.failures == [], said
+    no_failure_but_in_flight(report, running, stopped, said)
     assert report.worst_gap < GAP_LIMIT, said
     assert longest(running.watch.gaps(stopped)) < 0.05, running.watch.changes(stopped)
     assert dir_a.netns.rules() == []  # its service is gone (and it had no other)
@@ -328,9 +345,26 @@ def test_sigterm_hands_the_vip_over_without_a_gap(running: Pair):
     assert a.stop() == 0, a.output()
     report = prober.stop()
     assert dir_a.netns.rules() == rules
-    assert report.failures == [], report.describe(stopped)
+    no_failure_but_in_flight(report, running, stopped, report.describe(stopped))
     assert holds_vip(dir_b) and not holds_vip(dir_a)
     no_traceback(a)
+
+
+def test_a_connection_opened_just_before_sigterm_survives_it(running: Pair):
+    """With no other traffic, the kernel's master sync daemon sends a part-filled buffer
+    only every 2 s and drops its queue when stopped: the stopping master keeps it
+    running until the queue is out, and dirB, MASTER now, still runs its backup daemon
+    to take it in (keepalived stops both at once, and this connection is reset)."""
+    lab, a, b = running.lab, running.a(), running.b()
+    time.sleep(2.5)  # what the checks' traffic queued is out
+    late = lab.open_connection(PORT)
+    behind = late.ask("before").split()[0]
+    assert a.stop() == 0, a.output()
+    wait_for(lambda: holds_vip(lab.directors[1]) and b.state() == "MASTER", 10,
+             "dirB MASTER with the VIP")
+    assert late.ask("after the stop") == f"{behind} after the stop", a.output()
+    late.close()
+    assert "last connections have reached the peer" in a.output()
 
 
 def test_kill_9_and_a_restart_adopt_the_table_and_clean_the_stale_vip(running: Pair):

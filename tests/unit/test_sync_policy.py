@@ -37,8 +37,10 @@ def daemon(state: SyncState, sync_id: int = 51, **fields: object) -> SyncDaemon:
     ("INIT", {BACKUP}),
     ("BACKUP", {BACKUP}),
     ("FAULT", {BACKUP}),  # leaving MASTER for FAULT switches to a backup daemon
-    ("MASTER", {MASTER}),
-    ("master", {MASTER}),
+    # keepalived keeps only the master; we keep the backup too, so that the peer's last
+    # connections, sent after a handover, still land here
+    ("MASTER", {MASTER, BACKUP}),
+    ("master", {MASTER, BACKUP}),
     ("STOP", set()),
 ])
 def test_the_daemon_follows_the_vrrp_instance(vrrp_state: str | None,
@@ -49,11 +51,9 @@ def test_the_daemon_follows_the_vrrp_instance(vrrp_state: str | None,
 
 
 def test_the_sync_id_is_the_vrid_unless_given() -> None:
-    (found,) = desired_sync_daemons(FOLLOWING, "MASTER", vrid=51)
-    assert found.sync_id == 51
+    assert {d.sync_id for d in desired_sync_daemons(FOLLOWING, "MASTER", vrid=51)} == {51}
     given = LvsSyncDaemon(interface="eth0", vrrp_instance="VI_1", sync_id=0)
-    (found,) = desired_sync_daemons(given, "MASTER", vrid=51)
-    assert found.sync_id == 0
+    assert {d.sync_id for d in desired_sync_daemons(given, "MASTER", vrid=51)} == {0}
 
 
 def test_without_an_instance_master_and_backup_run_all_along_with_id_0() -> None:
@@ -67,9 +67,12 @@ def test_options_pass_through_and_the_default_port_is_left_to_the_kernel() -> No
     group = ipaddress.ip_address("239.1.2.3")
     setting = LvsSyncDaemon(interface="eth0", vrrp_instance="VI_1", sync_id=3, maxlen=1400,
                             port=9000, ttl=4, group=group)
+    assert desired_sync_daemons(setting, "BACKUP") == {
+        SyncDaemon(BACKUP, "eth0", 3, maxlen=1400, port=9000, ttl=4, group=group)}
     assert desired_sync_daemons(setting, "MASTER") == {
-        SyncDaemon(MASTER, "eth0", 3, maxlen=1400, port=9000, ttl=4, group=group)}
-    (plain,) = desired_sync_daemons(FOLLOWING, "MASTER", vrid=1)
+        SyncDaemon(state, "eth0", 3, maxlen=1400, port=9000, ttl=4, group=group)
+        for state in (MASTER, BACKUP)}
+    (plain,) = desired_sync_daemons(FOLLOWING, "BACKUP", vrid=1)
     assert (plain.port, plain.ttl, plain.maxlen, plain.group) == (0, 0, 0, None)
 
 
@@ -81,12 +84,15 @@ def test_no_setting_no_daemons_and_unknown_states_are_refused() -> None:
 
 # ------------------------------------------------------------------ changes
 
-def test_becoming_master_stops_the_backup_before_starting_the_master() -> None:
+def test_becoming_master_starts_a_master_beside_the_running_backup() -> None:
     running = [daemon(BACKUP, maxlen=1472, port=8848, ttl=1, group=GROUP)]
     changes = sync_daemon_changes(desired_sync_daemons(FOLLOWING, "MASTER", vrid=51), running)
-    assert changes == [SyncChange.stopping(BACKUP), SyncChange.start(daemon(MASTER))]
-    assert [str(c) for c in changes] == ["stop the backup sync daemon",
-                                         "start the master sync daemon on eth0"]
+    assert changes == [SyncChange.start(daemon(MASTER))]
+    assert [str(c) for c in changes] == ["start the master sync daemon on eth0"]
+    # and leaving MASTER stops only the master
+    running = [daemon(MASTER, maxlen=1472, port=8848, ttl=1, group=GROUP), running[0]]
+    changes = sync_daemon_changes(desired_sync_daemons(FOLLOWING, "BACKUP", vrid=51), running)
+    assert changes == [SyncChange.stopping(MASTER)]
 
 
 def test_a_running_daemon_as_the_kernel_reports_it_is_left_alone() -> None:
@@ -126,8 +132,9 @@ def test_a_sync_change_is_a_start_or_a_stop() -> None:
 
 def test_applying_changes_through_a_backend_follows_vrrp_transitions() -> None:
     backend = MemoryBackend(interfaces={"eth0": Interface()})
-    for vrrp_state, expected in ((None, [BACKUP]), ("MASTER", [MASTER]), ("FAULT", [BACKUP]),
-                                 ("BACKUP", [BACKUP]), ("MASTER", [MASTER]), ("STOP", [])):
+    for vrrp_state, expected in ((None, [BACKUP]), ("MASTER", [MASTER, BACKUP]),
+                                 ("FAULT", [BACKUP]), ("BACKUP", [BACKUP]),
+                                 ("MASTER", [MASTER, BACKUP]), ("STOP", [])):
         wanted = desired_sync_daemons(FOLLOWING, vrrp_state, vrid=51)
         changes = sync_daemon_changes(wanted, backend.sync_daemons())
         assert apply_sync_changes(backend, changes) == []
