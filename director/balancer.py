@@ -43,7 +43,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -51,7 +51,7 @@ from checkers.engine import CheckEngine, ServerStatus
 from checkers.probe import Probe, run_probe
 from checkers.schedule import Event, EventKind
 from checkers.spec import CheckerSpec
-from director import state_files
+from director import events, state_files
 from director.check_servers import probe_context
 from director.config.model import (
     Config,
@@ -106,6 +106,15 @@ class Scripts(Protocol):
     def launch(self, script: Script, *extra_args: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Alerts(Protocol):
+    """What the balancer needs of `director.smtp_alert.SmtpAlerts`."""
+
+    def real_server(self, vs: VirtualServer, rs: RealServer, up: bool,
+                    check: str | None) -> None: ...
+
+    def quorum(self, vs: VirtualServer, change: QuorumChanged) -> None: ...
 
 
 def server_key(rs_id: RealServerId) -> str:
@@ -180,8 +189,8 @@ class Balancer:
     def __init__(self, config: Config, backend: Backend, state_dir: str, *,
                  config_path: str = "", dry_run: bool = False,
                  persist_owned: bool | None = None, probe: Probe = run_probe,
-                 scripts: Scripts | None = None, max_concurrency: int | None = None,
-                 jitter: float | None = None) -> None:
+                 scripts: Scripts | None = None, alerts: Alerts | None = None,
+                 max_concurrency: int | None = None, jitter: float | None = None) -> None:
         self.config = config
         self.backend = backend
         self.state_dir = state_dir
@@ -190,6 +199,8 @@ class Balancer:
         self.persist_owned = (not dry_run) if persist_owned is None else persist_owned
         self._probe = probe
         self._scripts = scripts
+        self.alerts = alerts
+        self.status_extra: dict[str, Any] = {}  # merged into status.json (the process's own)
         self._engine_options: dict[str, Any] = {}
         if max_concurrency is not None:
             self._engine_options["max_concurrency"] = max_concurrency
@@ -198,6 +209,17 @@ class Balancer:
         self._engine: CheckEngine | None = None
         self._ids: dict[str, RealServerId] = {}  # engine key -> real server
         self._servers: dict[RealServerId, tuple[VirtualServer, RealServer]] = {}
+        self._vs_by_id: dict[str, VirtualServer] = {}
+        self._members: dict[str, list[tuple[RealServerId, str]]] = {}  # vs id -> (id, key)
+        # The desired table in parts, one per virtual server, recomputed only for the
+        # virtual servers in `_stale` (None: all): a pass after one server's change costs
+        # that server's virtual server, not 20,000 real servers.
+        self._parts: dict[str, Table] = {}
+        self._stale: set[str] | None = None
+        self._ramping_vs: set[str] = set()
+        self._gone: set[ServiceKey] = set()  # services of virtual servers a reload removed
+        self._reconcile_all = True  # next pass: every service, not only the changed ones
+        self._applied = 0  # IPVS operations applied, all told
         self.health: dict[RealServerId, ServerHealth] = {}
         self._provisional: set[RealServerId] = set()  # adopted alpha servers, unchecked
         self._fresh: set[str] = set()  # engine keys being started: events ignored
@@ -232,6 +254,7 @@ class Balancer:
         self._stopped = False
         self._started = False
         self._old_runners: list[asyncio.Task[None]] = []
+        self._status_write: asyncio.Future[None] | None = None  # under way in a thread
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -278,9 +301,12 @@ class Balancer:
         self._write_status()
         self._task = self._loop.create_task(self._run(), name="balancer")
 
-    async def reload(self, config: Config) -> None:
+    async def reload(self, config: Config) -> int:
         """Take a new (validated) configuration: unchanged real servers keep their
-        checkers' state, unchanged services are not touched, the rest follows."""
+        checkers' state, unchanged services are not touched, the rest follows at once.
+        Returns the number of IPVS operations applied. The table the last pass left is
+        trusted as it is (the periodic resync and any refusal still read the kernel's):
+        reading 40,000 entries back would cost more than the reload itself."""
         if self._engine is None or self._stopped:
             raise RuntimeError("the balancer is not running")
         old = self.config
@@ -291,37 +317,74 @@ class Balancer:
             self._old_runners.append(asyncio.get_running_loop().create_task(previous.close()))
         self._apply_timeouts(old, config)
         self._follow_sync(config)
-        known = set(self._servers)
-        self._index(config)
+        old_vs = self._vs_by_id
+        unchanged = set()
+        for vs in config.virtual_servers:
+            vs_id = virtual_server_id(vs)
+            before = old_vs.get(vs_id)
+            if before is vs or before == vs:
+                unchanged.add(vs_id)
+        known = self._ids
+        self._index(config, unchanged)
         servers = self._checker_map(config)
-        self._fresh = {k for k in servers if self._ids[k] not in known}
+        self._fresh = servers.keys() - known.keys()
         try:
             self._engine.update(servers, probe_context(config))
         finally:
             fresh, self._fresh = self._fresh, set()
-        snapshot = self._engine.snapshot()
         for key in fresh:
             rs_id = self._ids[key]
-            self.health[rs_id] = self._health_from(snapshot[key], None)
-            self._log_start(rs_id, snapshot[key])
-        for rs_id in [i for i in self.health if i not in self._servers]:
-            del self.health[rs_id]
-        self._provisional &= set(self._servers)
+            status = self._engine.status(key)
+            self.health[rs_id] = self._health_from(status, None)
+            self._log_start(rs_id, status)
+        for key in known.keys() - servers.keys():  # real servers gone
+            self.health.pop(known[key], None)
+        if self._provisional:
+            self._provisional &= self._servers.keys()
         kept: dict[str, QuorumState] = {}
-        for vs in config.virtual_servers:
-            vs_id = virtual_server_id(vs)
+        for vs_id, vs in self._vs_by_id.items():
             state = self.quorum.get(vs_id)
             if state is None:
                 kept[vs_id] = self._start_quorum(vs)
+            elif vs_id in unchanged:
+                kept[vs_id] = state
             else:
                 kept[vs_id] = state.reconfigured(vs)
         self.quorum = kept
+        self._mark_reloaded(old, unchanged)
         self._held.clear()
         self._problems.clear()
-        self._known = None  # a reload looks at the kernel's table afresh
         log.info("configuration reloaded: %d virtual server(s), %d real server(s)",
                  len(config.virtual_servers), len(self._servers))
-        self._changed()
+        before = self._applied
+        try:
+            await self._pass()
+        except Exception:  # the loop's next pass tries again
+            log.exception("balancer pass after the reload failed")
+            self._changed()
+        self._status_dirty = True
+        self._wake.set()
+        return self._applied - before
+
+    def _mark_reloaded(self, old: Config, unchanged: set[str]) -> None:
+        """The virtual servers whose part of the desired table a reload changed."""
+        for vs_id in [i for i in self._parts if i not in self._vs_by_id]:
+            self._forget_part(vs_id)
+        if old.virtual_server_groups != self.config.virtual_server_groups:
+            self._stale = None
+            return
+        for vs_id in self._vs_by_id:
+            if vs_id not in unchanged:
+                self._mark_stale(vs_id)
+
+    def _forget_part(self, vs_id: str) -> None:
+        """A virtual server gone: its services are left to reconcile (deleted)."""
+        part = self._parts.pop(vs_id)
+        self._gone.update(part)
+
+    def _mark_stale(self, vs_id: str) -> None:
+        if self._stale is not None:
+            self._stale.add(vs_id)
 
     async def stop(self, keep_table: bool = False) -> None:
         """Stop checking; unless `keep_table`, run the omega scripts and remove the
@@ -334,6 +397,8 @@ class Balancer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._status_write is not None:  # a later write must not be overtaken by it
+            await asyncio.gather(self._status_write, return_exceptions=True)
         if self._engine is not None:
             await self._engine.stop()
         if not self._started:
@@ -354,9 +419,9 @@ class Balancer:
     # ------------------------------------------------------------------ setup
 
     def _new_runner(self, config: Config) -> Scripts:
-        from director.notify import ScriptRunner
+        from director.notify import LoggedScripts, ScriptRunner
 
-        return ScriptRunner(config.global_defs)
+        return LoggedScripts() if self.dry_run else ScriptRunner(config.global_defs)
 
     def _apply_timeouts(self, old: Config | None, new: Config) -> None:
         """lvs_timeouts; when a reload drops them, the kernel's own come back (as
@@ -396,17 +461,34 @@ class Balancer:
         if setting is not None and setting.vrrp_instance is None:
             self._sync.follow("STOP" if stopping else None)
 
-    def _index(self, config: Config) -> None:
+    def _index(self, config: Config, unchanged: Collection[str] = ()) -> None:
+        """Real servers by id and by engine key; the `unchanged` virtual servers (equal
+        to the previous configuration's) keep their real servers' ids."""
         self._servers = {}
         self._ids = {}
         self._origins = {}
+        self._vs_by_id = {}
+        members = self._members
+        self._members = {}
+        texts: dict[Any, str] = {}  # address -> text: the same servers recur across services
         for vs in config.virtual_servers:
+            vs_id = virtual_server_id(vs)
+            self._vs_by_id[vs_id] = vs
             for key in service_keys(vs, config):
                 self._origins[key] = vs.origin
-            for rs in vs.real_servers:
-                rs_id = RealServerId.of(vs, rs)
+            ids = members.get(vs_id) if vs_id in unchanged else None
+            if ids is None:
+                ids = []
+                for rs in vs.real_servers:
+                    text = texts.get(rs.address)
+                    if text is None:
+                        text = texts[rs.address] = str(rs.address)
+                    rs_id = RealServerId(vs_id, text, rs.port)
+                    ids.append((rs_id, server_key(rs_id)))
+            self._members[vs_id] = ids
+            for rs, (rs_id, key) in zip(vs.real_servers, ids, strict=True):
                 self._servers[rs_id] = (vs, rs)
-                self._ids[server_key(rs_id)] = rs_id
+                self._ids[key] = rs_id
 
     def _checker_map(self, config: Config) -> dict[str, Sequence[CheckerSpec]]:
         return {server_key(rs_id): rs.checkers for rs_id, (_, rs) in self._servers.items()}
@@ -452,7 +534,7 @@ class Balancer:
     def _start_quorum(self, vs: VirtualServer) -> QuorumState:
         state, actions = QuorumState.start(vs, live_weight(vs, self.health, self.drains))
         self.quorum[state.virtual_server] = state
-        self._quorum_actions(actions)
+        self._quorum_actions(actions, vs)
         return state
 
     # ------------------------------------------------------------------ events
@@ -475,20 +557,35 @@ class Balancer:
             self.health[rs_id] = replace(previous, up=up, up_since=event.at if up else None)
             log.info("%s is %s: %s", self._name(rs_id), "UP" if up else "DOWN",
                      self._reason(event))
-            _, rs = self._servers[rs_id]
-            script = rs.notify_up if up else rs.notify_down
-            if script is not None:
-                self._launch(script)
-            self._changed()
+            self._server_changed(rs_id, up, event.check, event.reason)
         elif kind is EventKind.WEIGHT:
             self.health[rs_id] = replace(previous, weight=event.weight,
                                          weight_delta=event.weight_delta)
             log.info("%s: %s", self._name(rs_id), event.describe())
+            self._mark_stale(rs_id.virtual_server)
             self._changed()
         elif kind is EventKind.CHECKER_DOWN or kind is EventKind.CHECKER_UP:
             log.debug("%s: %s", self._name(rs_id), event.describe())
         else:
             log.debug("%s: %s", self._name(rs_id), event.describe())
+
+    def _server_changed(self, rs_id: RealServerId, up: bool, check: str | None,
+                        reason: str) -> None:
+        """A real server went up or down: its notify script, event line and mail."""
+        vs, rs = self._servers[rs_id]
+        events.emit("real_server_up" if up else "real_server_down",
+                    virtual_server=rs_id.virtual_server, address=rs_id.address,
+                    port=rs_id.port, check=check or None, reason=reason or None)
+        script = rs.notify_up if up else rs.notify_down
+        if script is not None:
+            self._launch(script)
+        if self.alerts is not None:
+            try:
+                self.alerts.real_server(vs, rs, up, check)
+            except Exception:  # an alert must not break the balancer
+                log.exception("cannot queue the mail alert for %s", self._name(rs_id))
+        self._mark_stale(rs_id.virtual_server)
+        self._changed()
 
     def _reason(self, event: Event) -> str:
         source = f"{event.check} " if event.check else ""
@@ -506,9 +603,10 @@ class Balancer:
         except Exception:  # the runner must not break the balancer
             log.exception("cannot run %s (%s)", script.command, script.origin)
 
-    def _quorum_actions(self, actions: Iterable[QuorumAction]) -> None:
+    def _quorum_actions(self, actions: Iterable[QuorumAction], vs: VirtualServer) -> None:
         for action in actions:
             if isinstance(action, QuorumChanged):
+                self._quorum_event(action, vs)
                 if action.stopping:
                     log.info("quorum of %s: down (stopping)", action.virtual_server)
                     continue
@@ -522,9 +620,25 @@ class Balancer:
             elif isinstance(action, SorryServerChange):
                 log.info("sorry server of %s %s", action.virtual_server,
                          "put into service" if action.active else "taken out of service")
+                sorry = vs.sorry_server
+                events.emit("sorry_server_in" if action.active else "sorry_server_out",
+                            virtual_server=action.virtual_server,
+                            address=str(sorry.address) if sorry is not None else None,
+                            port=sorry.port if sorry is not None else None)
             elif isinstance(action, RunScript):
                 self._launch(action.script)
             self._status_dirty = True
+
+    def _quorum_event(self, action: QuorumChanged, vs: VirtualServer) -> None:
+        events.emit("quorum_up" if action.up else "quorum_down",
+                    virtual_server=action.virtual_server, weight=action.weight_sum,
+                    threshold=action.threshold, starting=action.starting or None,
+                    stopping=action.stopping or None)
+        if self.alerts is not None:
+            try:
+                self.alerts.quorum(vs, action)
+            except Exception:  # an alert must not break the balancer
+                log.exception("cannot queue the mail alert for %s", action.virtual_server)
 
     def _changed(self) -> None:
         self._dirty = True
@@ -538,8 +652,11 @@ class Balancer:
         while True:
             delay = self._next_deadline() - loop.time()
             if delay > 0 and not self._wake.is_set():
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the
+                # cancellation of a stop() that comes as the event is set
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
             since = loop.time() - self._last_pass
             if since < MIN_RECONCILE_INTERVAL:
                 await asyncio.sleep(MIN_RECONCILE_INTERVAL - since)  # let a burst gather
@@ -580,7 +697,7 @@ class Balancer:
         if self._dirty or retry_due or resync_due or (self._ramping and now >= self._next_ramp):
             await self._pass()
         if self._status_dirty or now >= self._next_status:
-            self._write_status()
+            await self._write_status_off_loop()
 
     def _settle_provisional(self) -> None:
         assert self._engine is not None
@@ -599,10 +716,9 @@ class Balancer:
             log.info("%s is DOWN: %s (adopted, first check failed)", self._name(rs_id),
                      status.reason or "check failed")
             self.health[rs_id] = replace(self.health[rs_id], up=False, up_since=None)
-            _, rs = self._servers[rs_id]
-            if rs.notify_down is not None:
-                self._launch(rs.notify_down)
-            self._changed()
+            failed = [c for c in status.checkers if c.up is False]
+            self._server_changed(rs_id, False, failed[0].kind if failed else None,
+                                 status.reason or "check failed")
 
     async def _pass(self) -> None:
         """Quorum, the desired table, and the operations that make the kernel hold it.
@@ -610,42 +726,65 @@ class Balancer:
         async with self._pass_lock:
             await self._locked_pass()
 
-    async def _locked_pass(self) -> None:
+    async def _locked_pass(self) -> int:
         loop_now = self._loop.time() if self._loop is not None else 0.0
         self._last_pass = loop_now
         self._dirty = False
-        for vs in self.config.virtual_servers:
-            vs_id = virtual_server_id(vs)
+        stale = self._stale
+        self._stale = set()
+        if stale is not None:
+            stale |= self._ramping_vs
+        for vs_id, vs in self._vs_by_id.items():
+            if stale is not None and vs_id not in stale:
+                continue
             state = self.quorum.get(vs_id)
             if state is None:
                 continue
             state, actions = state.update(live_weight(vs, self.health, self.drains))
             self.quorum[vs_id] = state
-            self._quorum_actions(actions)
+            self._quorum_actions(actions, vs)
         try:
             actual = self._known
-            if actual is None or loop_now >= self._next_resync:
+            fresh = actual is None or loop_now >= self._next_resync
+            if fresh:
                 actual = await self._ipvs("dump")
                 self._next_resync = loop_now + RESYNC_INTERVAL
         except IpvsError as error:
             self._known = None
+            self._stale = None if stale is None else self._stale | stale
             self._report(("dump",), f"cannot read the IPVS table: {error.message}")
             self._dump_delay = min(RETRY_MAX, self._dump_delay * 2) if self._dump_retry_at \
                 else RETRY_FIRST
             self._dump_retry_at = loop_now + self._dump_delay
             self._dirty = True  # still to do, once the table can be read
-            return
+            return 0
+        assert actual is not None
         self._dump_retry_at = None
         self._cleared(("dump",), "the IPVS table can be read again")
         now = time.time()
-        quorum = {vs_id: state.up for vs_id, state in self.quorum.items()}
-        desired = desired_table(self.config, self.health, now, self.drains, quorum)
-        wanted = reconcile(desired, actual, self.owned | set(desired))
+        touched = self._update_parts(stale, now)
+        desired: Table = {}
+        for vs_id in self._vs_by_id:
+            part = self._parts.get(vs_id)
+            if part:
+                desired.update(part)
+        if fresh or self._reconcile_all:
+            wanted = reconcile(desired, actual, self.owned | set(desired))
+        else:
+            # The kernel holds what the last pass left: only the services whose part
+            # changed can need an operation.
+            touched |= self._gone
+            wanted = reconcile({k: desired[k] for k in touched if k in desired},
+                               {k: actual[k] for k in touched if k in actual},
+                               (self.owned | set(desired)) & touched)
+        self._gone = set()
+        self._reconcile_all = False
         ops = self._not_held(wanted, loop_now)
         adding = {op.service for op in ops if op.kind is OperationKind.ADD_SERVICE}
         if adding - self.owned:
             self.owned |= adding  # first on disk, so a crash cannot orphan them
             self._save_owned()
+        before = self._applied
         deleted, refused = await self._run_ops(ops, actual)
         leftover = {k for k in self.owned if k in actual and k not in desired
                     and k not in deleted}
@@ -665,8 +804,27 @@ class Balancer:
             self._known = {k: v for k, v in actual.items()
                            if k not in desired and k not in deleted} | desired
             self._table = self._known
-        self._ramping = self._ramp_in_progress(now)
+        self._ramping_vs = self._ramping_servers(now)
+        self._ramping = bool(self._ramping_vs)
         self._next_ramp = loop_now + RAMP_INTERVAL
+        return self._applied - before
+
+    def _update_parts(self, stale: set[str] | None, now: float) -> set[ServiceKey]:
+        """Recompute the desired services of the `stale` virtual servers (None: all);
+        the service keys whose part was recomputed (before or after)."""
+        touched: set[ServiceKey] = set()
+        quorum = {vs_id: state.up for vs_id, state in self.quorum.items()}
+        for vs_id, vs in self._vs_by_id.items():
+            if stale is not None and vs_id not in stale:
+                continue
+            old = self._parts.get(vs_id)
+            if old:
+                touched.update(old)
+            part = desired_table(replace(self.config, virtual_servers=(vs,)), self.health,
+                                 now, self.drains, quorum)
+            self._parts[vs_id] = part
+            touched.update(part)
+        return touched
 
     def _not_held(self, ops: list[Operation], loop_now: float) -> list[Operation]:
         """`ops` without the refused ones whose retry is not due yet (and without the
@@ -719,6 +877,7 @@ class Balancer:
                 self._held[problem] = _Held(op, loop_now + delay, delay)
                 continue
             log.info("%sipvs: %s", self._prefix(), text)
+            self._applied += 1
             self._held.pop(problem, None)
             self._cleared(problem, f"ipvs: {text}: applied now")
             if op.kind is OperationKind.DELETE_SERVICE:
@@ -744,14 +903,16 @@ class Balancer:
     def _prefix(self) -> str:
         return "dry-run: " if self.dry_run else ""
 
-    def _ramp_in_progress(self, now: float) -> bool:
+    def _ramping_servers(self, now: float) -> set[str]:
+        """The virtual servers with a real server in slow start."""
+        ramping = set()
         for rs_id, health in self.health.items():
             if not health.up or health.up_since is None:
                 continue
             vs, _ = self._servers[rs_id]
             if vs.slow_start > 0 and now - health.up_since < vs.slow_start:
-                return True
-        return False
+                ramping.add(rs_id.virtual_server)
+        return ramping
 
     # ------------------------------------------------------------------ drains
 
@@ -784,6 +945,8 @@ class Balancer:
             log.info("%s: drained (weight 0)", self._name(rs_id))
         for rs_id in sorted(self.drains - drains):
             log.info("%s: no longer drained", self._name(rs_id))
+        for rs_id in drains ^ self.drains:
+            self._mark_stale(rs_id.virtual_server)
         self.drains = drains
         self._changed()
 
@@ -816,12 +979,15 @@ class Balancer:
             keys = service_keys(vs, self.config)
             quorum = self.quorum.get(vs_id)
             real_servers = []
-            for rs in vs.real_servers:
-                rs_id = RealServerId.of(vs, rs)
+            members = self._members.get(vs_id)
+            if members is None or len(members) != len(vs.real_servers):  # not started
+                members = [(r, server_key(r)) for r in
+                           (RealServerId.of(vs, rs) for rs in vs.real_servers)]
+            for rs, (rs_id, key) in zip(vs.real_servers, members, strict=True):
                 health = self.health.get(rs_id, ServerHealth(up=not rs.alpha))
-                status = snapshot.get(server_key(rs_id))
+                status = snapshot.get(key)
                 real_servers.append({
-                    "address": str(rs.address), "port": rs.port, "up": health.up,
+                    "address": rs_id.address, "port": rs.port, "up": health.up,
                     "drained": rs_id in self.drains,
                     "weight": self._kernel_weight(keys, rs),
                     "configured_weight": rs.weight,
@@ -836,7 +1002,7 @@ class Balancer:
                 "sorry_active": quorum.sorry_active if quorum is not None else False,
                 "real_servers": real_servers,
             })
-        return {"pid": os.getpid(), "config": self.config_path,
+        return {"pid": os.getpid(), "config": self.config_path, **self.status_extra,
                 "virtual_servers": virtual_servers}
 
     def _kernel_weight(self, keys: Sequence[ServiceKey], rs: RealServer) -> int:
@@ -848,6 +1014,37 @@ class Balancer:
             if found is not None:
                 return found.weight
         return 0
+
+    def status_changed(self) -> None:
+        """Rewrite status.json soon (`status_extra` changed)."""
+        self._status_dirty = True
+        self._wake.set()
+
+    async def flush_status(self) -> None:
+        """Rewrite status.json now, off the loop (after a reload: `director reload`
+        waits for its record)."""
+        if self._status_write is not None:
+            await asyncio.gather(self._status_write, return_exceptions=True)
+        await self._write_status_off_loop()
+
+    def write_status(self) -> None:
+        """Rewrite status.json now."""
+        self._write_status()
+
+    async def _write_status_off_loop(self) -> None:
+        """status.json from a thread: serializing and syncing 40,000 real servers'
+        status must not hold the checks up (the data is taken on the loop)."""
+        loop_now = self._loop.time() if self._loop is not None else 0.0
+        self._next_status = loop_now + STATUS_INTERVAL
+        self._status_dirty = False
+        data = self.status()
+        loop = asyncio.get_running_loop()
+        self._status_write = loop.run_in_executor(None, state_files.write_status,
+                                                  self.state_dir, data)
+        try:
+            await asyncio.shield(self._status_write)
+        except state_files.StateFileError as error:
+            self._state_error(str(error))
 
     def _write_status(self) -> None:
         loop_now = self._loop.time() if self._loop is not None else 0.0
@@ -868,8 +1065,8 @@ class Balancer:
                 was_up = state.up
                 state, actions = state.stop(live_weight(vs, self.health, self.drains))
                 self.quorum[vs_id] = state
-                self._quorum_actions(a for a in actions
-                                     if was_up or not isinstance(a, QuorumChanged))
+                self._quorum_actions((a for a in actions
+                                      if was_up or not isinstance(a, QuorumChanged)), vs)
             for action in shutdown_notifies(vs, self.health):
                 self._launch(action.script)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from checkers.misc import (
     ScriptRefused,
@@ -37,13 +38,25 @@ from checkers.misc import (
 )
 from checkers.probe import ProbeContext
 from director.config.lexer import CommandSyntaxError, split_command
-from director.config.model import GlobalDefs, Script
+from director.config.model import GlobalDefs, RealServer, Script, VirtualServer
+from director.pool import QuorumChanged
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0  # seconds a notify script may run before its group is killed
 CLOSE_TIMEOUT = 1.0  # seconds `close` waits for running scripts (keepalived's at shutdown)
 MAX_RUNNING = 256
+
+
+class LoggedScripts:
+    """`--dry-run`'s script runner: says which script it would run, runs none."""
+
+    def launch(self, script: Script, *extra_args: str) -> None:
+        log.info("dry-run: would run %s: %s", _name(script),
+                 " ".join((script.command, *extra_args)))
+
+    async def close(self) -> None:
+        pass
 
 
 class ScriptRunner:
@@ -141,3 +154,91 @@ def _log_result(name: str, run: ScriptRun, timeout: float) -> None:
         log.warning("%s exited with status %d%s", name, run.status, said)
     else:
         log.debug("%s exited with status 0 after %.3f s", name, run.elapsed)
+
+
+# ------------------------------------------------------------------ notify FIFOs
+
+
+def virtual_server_text(vs: VirtualServer) -> str:
+    """keepalived's FMT_VS: ``[192.0.2.10]:tcp:80``, ``FWM 5``, ``[group]:80``."""
+    if vs.group is not None:
+        return f"[{vs.group}]:{vs.port}"
+    if vs.fwmark is not None:
+        return f"FWM {vs.fwmark}"
+    return f"[{vs.address}]:{vs.effective_protocol.value.lower()}:{vs.port}"
+
+
+def real_server_text(vs: VirtualServer, rs: RealServer) -> str:
+    """keepalived's FMT_RS: ``[198.51.100.11]:tcp:80``."""
+    return f"[{rs.address}]:{vs.effective_protocol.value.lower()}:{rs.port}"
+
+
+def real_server_line(vs: VirtualServer, rs: RealServer, up: bool) -> str:
+    """keepalived's checker FIFO line: ``RS [rs]:tcp:80 [vs]:tcp:80 UP``."""
+    return f"RS {real_server_text(vs, rs)} {virtual_server_text(vs)} {'UP' if up else 'DOWN'}\n"
+
+
+def virtual_server_line(vs: VirtualServer, up: bool) -> str:
+    """keepalived's quorum FIFO line: ``VS [vs]:tcp:80 DOWN``."""
+    return f"VS {virtual_server_text(vs)} {'UP' if up else 'DOWN'}\n"
+
+
+class LvsFifos:
+    """The checker half's lines on global_defs ``notify_fifo`` and ``lvs_notify_fifo``
+    (keepalived's check/ipwrapper.c: a real server up or down, a quorum change). The
+    writers never block: without a reader a line is dropped. (The FIFOs' reader
+    scripts are started by the VRRP half for notify_fifo; lvs_notify_fifo_script is
+    not run.)"""
+
+    def __init__(self, global_defs: GlobalDefs, *, dry_run: bool = False) -> None:
+        from vrrp.notify import FifoWriter
+
+        self.paths = self.paths_of(global_defs)
+        self.dry_run = dry_run
+        self._writers = [] if dry_run else [FifoWriter(path, create=True)
+                                            for path in self.paths]
+
+    @staticmethod
+    def paths_of(global_defs: GlobalDefs) -> tuple[str, ...]:
+        fifos = (global_defs.notify_fifo, global_defs.lvs_notify_fifo)
+        return tuple(dict.fromkeys(f.path for f in fifos if f is not None and f.path))
+
+    def real_server(self, vs: VirtualServer, rs: RealServer, up: bool,
+                    check: str | None) -> None:
+        self._write(real_server_line(vs, rs, up))
+
+    def quorum(self, vs: VirtualServer, change: QuorumChanged) -> None:
+        self._write(virtual_server_line(vs, change.up))
+
+    def _write(self, line: str) -> None:
+        if self.dry_run and self.paths:
+            log.info("dry-run: would write to %s: %s", ", ".join(self.paths), line.rstrip())
+        for writer in self._writers:
+            writer.write(line)
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close(remove=False)
+
+
+class Notifications:
+    """Tells every listener (mail, FIFOs) of a real server's or a quorum's change; one
+    that fails does not keep the others from hearing of it."""
+
+    def __init__(self, *listeners: Any) -> None:
+        self.listeners = list(listeners)
+
+    def real_server(self, vs: VirtualServer, rs: RealServer, up: bool,
+                    check: str | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener.real_server(vs, rs, up, check)
+            except Exception:
+                log.exception("notification of %s failed", real_server_text(vs, rs))
+
+    def quorum(self, vs: VirtualServer, change: QuorumChanged) -> None:
+        for listener in self.listeners:
+            try:
+                listener.quorum(vs, change)
+            except Exception:
+                log.exception("notification of %s failed", virtual_server_text(vs))

@@ -34,6 +34,7 @@ Beyond keepalived:
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ from director.config.model import (
     Script,
     SorryServer,
     VirtualServer,
+    address_text,
     service_families,
 )
 from director.ipvs.table import (
@@ -59,7 +61,7 @@ from director.ipvs.table import (
     Table,
     TunnelType,
 )
-from vrrp.spec import AddressFamily, family_of
+from vrrp.spec import AddressFamily
 
 WEIGHT_MAX = 65535  # ipvsadm's upper bound; keepalived clamps dynamic weights into 0..max
 
@@ -89,7 +91,7 @@ class RealServerId:
 
     @classmethod
     def of(cls, vs: VirtualServer, rs: RealServer) -> RealServerId:
-        return cls(virtual_server_id(vs), str(rs.address), rs.port)
+        return cls(virtual_server_id(vs), address_text(rs.address), rs.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +108,38 @@ Health = Mapping[RealServerId, ServerHealth]
 
 
 def health_of(vs: VirtualServer, rs: RealServer, health: Health) -> ServerHealth:
-    found = health.get(RealServerId.of(vs, rs))
+    return _health(RealServerId.of(vs, rs), rs, health)
+
+
+def _health(rs_id: RealServerId, rs: RealServer, health: Health) -> ServerHealth:
+    found = health.get(rs_id)
     if found is not None:
         return found
-    return ServerHealth(up=not rs.alpha)
+    return _ALPHA if rs.alpha else _UP
+
+
+_UP, _ALPHA = ServerHealth(up=True), ServerHealth(up=False)
+
+
+def _ids(vs: VirtualServer) -> list[tuple[RealServerId, RealServer]]:
+    vs_id = virtual_server_id(vs)
+    known = _KNOWN_IDS
+    if len(known) > _KNOWN_IDS_MAX:
+        known.clear()
+    result = []
+    for rs in vs.real_servers:
+        key = (vs_id, rs.address, rs.port)
+        rs_id = known.get(key)
+        if rs_id is None:
+            rs_id = known[key] = RealServerId(vs_id, address_text(rs.address), rs.port)
+        result.append((rs_id, rs))
+    return result
+
+
+# Every pass names every real server; making a frozen RealServerId costs more than
+# finding the one made before.
+_KNOWN_IDS: dict[tuple[str, IPAddress, int], RealServerId] = {}
+_KNOWN_IDS_MAX = 1 << 18
 
 
 def effective_weight(rs: RealServer, state: ServerHealth) -> int:
@@ -122,10 +152,15 @@ def effective_weight(rs: RealServer, state: ServerHealth) -> int:
 def live_weight(vs: VirtualServer, health: Health,
                 drains: Collection[RealServerId] = frozenset()) -> int:
     """The quorum's measure: the summed weight of the live, undrained real servers."""
+    return _live_weight(_ids(vs), health, drains)
+
+
+def _live_weight(servers: list[tuple[RealServerId, RealServer]], health: Health,
+                 drains: Collection[RealServerId]) -> int:
     total = 0
-    for rs in vs.real_servers:
-        state = health_of(vs, rs, health)
-        if state.up and RealServerId.of(vs, rs) not in drains:
+    for rs_id, rs in servers:
+        state = _health(rs_id, rs, health)
+        if state.up and rs_id not in drains:
             total += effective_weight(rs, state)
     return total
 
@@ -275,7 +310,7 @@ def _af(family: AddressFamily) -> int:
 
 
 def _af_of(address: IPAddress) -> int:
-    return _af(family_of(address))
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
 def service_keys(vs: VirtualServer, config: Config) -> list[ServiceKey]:
@@ -317,6 +352,7 @@ def service_settings(vs: VirtualServer) -> ServiceSettings:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # few distinct ones: spares 40,000 enum look-ups
 def _destination(method: LvsMethod, weight: int, uthreshold: int = 0,
                  lthreshold: int = 0) -> DestinationSettings:
     return DestinationSettings(
@@ -331,17 +367,17 @@ def _fits(key: ServiceKey, address: IPAddress, method: LvsMethod) -> bool:
     return method.forwarding.value == "TUN" or _af_of(address) == key.family
 
 
-def _real_destinations(vs: VirtualServer, health: Health, now: float,
-                       drains: Collection[RealServerId],
+def _real_destinations(vs: VirtualServer, servers: list[tuple[RealServerId, RealServer]],
+                       health: Health, now: float, drains: Collection[RealServerId],
                        sorry_active: bool) -> Iterator[tuple[RealServer, int]]:
     """(real server, weight) for each real server that has a place in the table."""
-    for rs in vs.real_servers:
-        state = health_of(vs, rs, health)
+    for rs_id, rs in servers:
+        state = _health(rs_id, rs, health)
         if sorry_active or not state.up:
             if rs.inhibit_on_failure:
                 yield rs, 0
             continue
-        if RealServerId.of(vs, rs) in drains:
+        if rs_id in drains:
             yield rs, 0
             continue
         yield rs, ramped_weight(effective_weight(rs, state), state.up_since, now,
@@ -362,13 +398,14 @@ def desired_table(config: Config, health: Health, now: float,
     table: Table = {}
     for vs in config.virtual_servers:
         vs_id = virtual_server_id(vs)
+        ids = _ids(vs)
         if quorum is not None and vs_id in quorum:
             quorum_up = quorum[vs_id]
         else:
-            quorum_up = live_weight(vs, health, drains) >= vs.quorum + vs.hysteresis
+            quorum_up = _live_weight(ids, health, drains) >= vs.quorum + vs.hysteresis
         sorry = vs.sorry_server
         sorry_active = sorry is not None and not quorum_up
-        servers = list(_real_destinations(vs, health, now, drains, sorry_active))
+        servers = list(_real_destinations(vs, ids, health, now, drains, sorry_active))
         settings = service_settings(vs)
         for key in service_keys(vs, config):
             destinations: dict[DestinationKey, DestinationSettings] = {}

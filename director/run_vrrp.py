@@ -1,13 +1,25 @@
 """`director run --vrrp-only`: the VRRP half of the director as one process (the
-instances, their VIPs, tracking, and the kernel's connection-sync daemons)."""
+instances, their VIPs, tracking, and the kernel's connection-sync daemons).
+
+Every instance and sync-group transition is an event line (`director.events`) and,
+where smtp_alert asks for it, a mail. Under the supervisor (`--supervised`) the status
+file ``vrrp-status.json`` is always written (in --state-dir, default /run/lvs-director);
+alone, only when --state-dir is given. Log lines carry the role (``[vrrp]``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
+import time
 
-from director.run_checkers import reloaded_config
+from director.run_checkers import (
+    ReloadRecord,
+    applied,
+    mail_delivery,
+    refused,
+    reloaded_config,
+    setup_logging,
+)
 
 
 def run_vrrp(options: argparse.Namespace, config) -> int:
@@ -15,8 +27,7 @@ def run_vrrp(options: argparse.Namespace, config) -> int:
     import asyncio
     import logging
 
-    logging.basicConfig(level=options.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(options, "vrrp")
     log = logging.getLogger("director")
     try:
         return asyncio.run(_serve_vrrp(options, config, log))
@@ -24,13 +35,35 @@ def run_vrrp(options: argparse.Namespace, config) -> int:
         return 130
 
 
+def smtp_alert_of(config, kind: str, name: str) -> bool:
+    """Whether an instance's or sync group's transitions are mailed (its smtp_alert)."""
+    if kind == "group":
+        return any(g.name == name and g.smtp_alert for g in config.vrrp.sync_groups)
+    instance = config.vrrp.instance(name)
+    return instance is not None and instance.smtp_alert
+
+
+def transition_handler(current: list, alerts):
+    """on_transition for VrrpRuntime: the event line and the mail of each transition
+    (`current[0]`: the configuration running now)."""
+    from director import events
+
+    def on_transition(t) -> None:
+        events.emit("vrrp_transition", kind=t.kind, name=t.name, old=t.old, new=t.new,
+                    priority=t.priority, vrid=t.vrid, interface=t.interface,
+                    master=t.master, reason=t.reason or None)
+        alerts.vrrp(t.kind, t.name, t.new, smtp_alert_of(current[0], t.kind, t.name))
+
+    return on_transition
+
+
 async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     import asyncio
     import logging
     import signal
 
-    from director.ipvs.netlink import NetlinkBackend
-    from director.ipvs.threaded import ThreadedBackend
+    from director import state_files
+    from director.smtp_alert import SmtpAlerts
     from director.sync_daemons import follow_vrrp
     from director.vrrp_scripts import make_run_script
     from vrrp.runtime import VrrpRuntime
@@ -38,19 +71,38 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     # pyroute2 resets its logger's level when imported; its debug lines drown ours
     logging.getLogger("pyroute2").setLevel(max(logging.INFO, logging.getLogger().level))
 
+    if options.dry_run:
+        from director.ipvs.memory import MemoryBackend
+
+        def sync_backend():
+            return MemoryBackend()
+    else:
+        from director.ipvs.netlink import NetlinkBackend
+        from director.ipvs.threaded import ThreadedBackend
+
+        def sync_backend():
+            return ThreadedBackend(NetlinkBackend)
+
     if not config.vrrp.instances:
         log.warning("no vrrp_instance in %s: nothing to do until a reload adds some",
                     options.config)
     status_wanted = asyncio.Event()
     sync_wanted = asyncio.Event()
-    state_dir = options.state_dir  # vrrp-only: the status file only when asked for
+    state_dir = options.state_dir
+    if state_dir is None and getattr(options, "supervised", False):
+        state_dir = state_files.DEFAULT_STATE_DIR
 
     def changed() -> None:
         status_wanted.set()
         sync_wanted.set()
 
+    current = [config]
+    alerts = SmtpAlerts(config.global_defs, **mail_delivery(options))
+    record = ReloadRecord()
     runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals),
-                          on_change=changed)
+                          on_change=changed,
+                          on_transition=transition_handler(current, alerts),
+                          dry_run=options.dry_run)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     status_task: asyncio.Task[None] | None = None
@@ -59,14 +111,25 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     reloads: list[asyncio.Task[None]] = []
     lock = asyncio.Lock()
 
-    async def reload() -> None:
+    async def reload(received: float, at: float) -> None:
         async with lock:
-            new = await reloaded_config(options, log)
-            if new is not None and not stopping.is_set():
+            record.at = at
+            new, problems = await reloaded_config(options, log)
+            loaded = loop.time()
+            if stopping.is_set():
+                return
+            if new is None:
+                refused(record, "vrrp", problems, received, loaded)
+            else:
+                current[0] = new
+                alerts.reconfigure(new.global_defs)
                 await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
+                applied(record, "vrrp", problems, received, loaded, loop.time())
+            record.count += 1
+            status_wanted.set()
 
     def on_hup() -> None:
-        task = loop.create_task(reload())
+        task = loop.create_task(reload(loop.time(), time.time()))
         reloads.append(task)
         task.add_done_callback(reloads.remove)
 
@@ -86,11 +149,11 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
         log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())
         if state_dir:
             status_task = loop.create_task(
-                _write_vrrp_status(options, runtime, state_dir, status_wanted, log),
+                _write_vrrp_status(options, runtime, state_dir, status_wanted, log, record),
                 name="vrrp status")
         sync_task = loop.create_task(follow_vrrp(
-            config.global_defs.lvs_sync_daemon, runtime, sync_wanted,
-            lambda: ThreadedBackend(NetlinkBackend)), name="lvs sync daemons")
+            config.global_defs.lvs_sync_daemon, runtime, sync_wanted, sync_backend),
+            name="lvs sync daemons")
         await stopping.wait()
     finally:
         for task in list(reloads):
@@ -104,7 +167,9 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
         if status_task is not None:
             status_task.cancel()
             await asyncio.gather(status_task, return_exceptions=True)
-            await _write_vrrp_status_once(options, runtime, state_dir, log, running=False)
+            await _write_vrrp_status_once(options, runtime, state_dir, log, record,
+                                          running=False)
+        await asyncio.to_thread(alerts.close)
         for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(number)
     log.info("stopped")
@@ -115,16 +180,16 @@ VRRP_STATUS_FILE = "vrrp-status.json"
 
 
 async def _write_vrrp_status_once(options: argparse.Namespace, runtime, state_dir: str, log,
-                                  running: bool = True) -> bool:
+                                  record: ReloadRecord, running: bool = True) -> bool:
     """`<state-dir>/vrrp-status.json`: the runtime's status(), written atomically in a
     thread (an fsync never stalls the adverts)."""
     import asyncio
-    import time
 
     from director import state_files
 
     data = {"version": 1, "written_at": time.time(), "pid": os.getpid(),
             "config": os.path.abspath(options.config), "running": running,
+            "dry_run": bool(options.dry_run), "reload": record.as_data(),
             **runtime.status()}
     try:
         await asyncio.to_thread(state_files.write_json_atomic,
@@ -136,7 +201,7 @@ async def _write_vrrp_status_once(options: argparse.Namespace, runtime, state_di
 
 
 async def _write_vrrp_status(options: argparse.Namespace, runtime, state_dir: str,
-                             wanted, log) -> None:
+                             wanted, log, record: ReloadRecord) -> None:
     """Every second, and at once after a state change."""
     import asyncio
     import contextlib
@@ -145,7 +210,7 @@ async def _write_vrrp_status(options: argparse.Namespace, runtime, state_dir: st
     while True:
         wanted.clear()
         ok = await _write_vrrp_status_once(options, runtime, state_dir,
-                                           log if not failing else _Quiet())
+                                           log if not failing else _Quiet(), record)
         failing = not ok
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):

@@ -20,6 +20,7 @@ Where a field's value came from is kept in ``field_origins`` (keyword name ->
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -412,7 +413,14 @@ class VirtualServer:
             return f"group {self.group}"
         if self.fwmark is not None:
             return f"FWM {self.fwmark}"
-        return f"[{self.address}]:{self.effective_protocol.value}:{self.port}"
+        return f"[{address_text(self.address)}]:{self.effective_protocol.value}:{self.port}"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def address_text(address: IPAddress | None) -> str:
+    """``str(address)``, remembered: tens of thousands of real servers are named on
+    every pass over the table, and `ipaddress` formats slowly."""
+    return str(address)
 
 
 def service_families(vs: VirtualServer,

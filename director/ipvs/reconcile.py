@@ -47,9 +47,12 @@ def reconcile(
             ops.append(Operation(OperationKind.ADD_SERVICE, key, want.settings))
             ops.extend(_destination_ops(key, want.destinations, {}))
             continue
+        if want is have:
+            continue
         if _service_settings_differ(key, want, have):
             ops.append(Operation(OperationKind.EDIT_SERVICE, key, want.settings))
-        ops.extend(_destination_ops(key, want.destinations, have.destinations))
+        if want.destinations != have.destinations:  # most services of a reload are equal
+            ops.extend(_destination_ops(key, want.destinations, have.destinations))
     for key in sorted(actual, key=_order):
         if key not in desired and key in removable:
             ops.append(Operation(OperationKind.DELETE_SERVICE, key))

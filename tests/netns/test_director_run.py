@@ -113,13 +113,3 @@ def test_dry_run_follows_real_servers_and_reloads(lab: Lab, tmp_path: Path):
     assert "Traceback" not in out
     assert not (state / "director.pid").exists()
 
-
-def test_plain_run_says_to_run_the_two_halves(lab: Lab, tmp_path: Path):
-    node = lab.add_node("director")
-    conf = tmp_path / "keepalived.conf"
-    conf.write_text(config_text([]))
-    done = node.run(sys.executable, "-m", "director.cli.main", "run", "-f", conf,
-                    check=False)
-    assert done.returncode == 2
-    assert "--vrrp-only" in done.stderr and "--checkers-only" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
