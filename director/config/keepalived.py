@@ -21,11 +21,13 @@ from director.config.build_vrrp import TOP_LEVEL_VRRP_KEYWORDS, build_vrrp_confi
 from director.config.errors import ConfigError, Diagnostics, Problem
 from director.config.model import (
     Config,
+    GlobalDefs,
     InterfaceDelays,
     LinkbeatInterface,
     LvsSyncDaemon,
     RawStatement,
     SslSettings,
+    VirtualServer,
 )
 from director.config.reader import read_file
 from director.config.tree import Node
@@ -44,8 +46,14 @@ _LINKBEAT_TYPES = ("MII", "ETHTOOL", "IOCTL")
 _SSL_KEYS = ("password", "ca", "certificate", "key")
 
 
-def build_config(nodes: list[Node], diag: Diagnostics) -> Config:
-    """Build and validate a Config from the statements of a keepalived.conf."""
+VirtualServersBuilder = Callable[[list[Node], Diagnostics, GlobalDefs], list[VirtualServer]]
+
+
+def build_config(nodes: list[Node], diag: Diagnostics,
+                 virtual_servers: VirtualServersBuilder = build_virtual_servers) -> Config:
+    """Build and validate a Config from the statements of a keepalived.conf.
+    ``virtual_servers`` builds the virtual_server statements, in their order, once the
+    global settings are known (`director.config.incremental` reuses earlier builds)."""
     global_lines: list[Node] = []
     global_origin = ""
     top_globals: list[Node] = []
@@ -89,7 +97,7 @@ def build_config(nodes: list[Node], diag: Diagnostics) -> Config:
         vrrp=build_vrrp_config(vrrp_nodes, diag, vrrp_globals),
         ssl=ssl,
         virtual_server_groups=tuple(groups),
-        virtual_servers=tuple(build_virtual_servers(vs_nodes, diag, global_defs)),
+        virtual_servers=tuple(virtual_servers(vs_nodes, diag, global_defs)),
         linkbeat_interfaces=tuple(linkbeat),
         interface_up_down_delays=tuple(delays),
         unsupported=tuple(unsupported),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from director.config.errors import ConfigError, Diagnostics, Problem
+from director.config.incremental import LoadCache
 from director.config.model import Config
 
 FORMATS = ("auto", "keepalived", "yaml")
@@ -15,10 +16,19 @@ def detect_format(path: str) -> str:
     return "yaml" if Path(path).suffix.lower() in YAML_SUFFIXES else "keepalived"
 
 
+_CACHE = LoadCache()
+
+
 def load_config(path: str, *, strict: bool = False, config_id: str | None = None,
-                input_format: str = "auto") -> tuple[Config, list[Problem]]:
+                input_format: str = "auto",
+                cache: LoadCache | None = _CACHE) -> tuple[Config, list[Problem]]:
     """Load, build and validate a configuration; raise ConfigError with every problem
-    when it does not validate. Returns the config and its warnings."""
+    when it does not validate. Returns the config and its warnings.
+
+    A keepalived.conf loaded again reuses, through ``cache`` (by default one shared by
+    the process), what the earlier loads of the file built from unchanged blocks: a
+    reload of a large file that changed a little costs little. The result is the one
+    a fresh load gives; ``cache=None`` makes one."""
     if input_format == "auto":
         input_format = detect_format(path)
     if input_format == "yaml":
@@ -29,6 +39,8 @@ def load_config(path: str, *, strict: bool = False, config_id: str | None = None
         if config is None or diag.failed:
             raise ConfigError(diag.problems)
         return config, diag.problems
+    if cache is not None:
+        return cache.load(path, strict=strict, config_id=config_id)
     from director.config.keepalived import load_keepalived
 
     return load_keepalived(path, strict=strict, config_id=config_id)

@@ -83,6 +83,17 @@ def read_text(text: str, filename: str, diag: Diagnostics,
         return reader.finish()
 
 
+def read_piece(text: str, filename: str, first_line: int, diag: Diagnostics,
+               config_id: str | None = None) -> list[Node]:
+    """Read whole top-level statements cut from the file ``filename``, its line
+    ``first_line`` on, as `read_text` would read them in place; for text without
+    includes, definitions or conditionals, whose meaning does not depend on what
+    comes before (see `director.config.incremental`)."""
+    reader = _Reader(diag, config_id)
+    reader.read_source(text, filename, [], first_line)
+    return reader.finish()
+
+
 def read_file(path: str, diag: Diagnostics, config_id: str | None = None) -> list[Node]:
     """Read the keepalived.conf at ``path`` (and what it includes)."""
     with collector_paused():
@@ -314,8 +325,10 @@ class _Reader:
 
     # ----- lines -----------------------------------------------------------------
 
-    def read_source(self, text: str, filename: str, chain: list[str]) -> None:
-        """Read one file's text; ``chain`` lists the real paths of the including files."""
+    def read_source(self, text: str, filename: str, chain: list[str],
+                    first_line: int = 1) -> None:
+        """Read one file's text; ``chain`` lists the real paths of the including files.
+        ``first_line``: the line number of the text's first line (a piece of a file)."""
         outer_file, outer_problems = self.current_file, self.lexical_problems
         outer_check = self.include_check
         self.current_file = filename
@@ -324,12 +337,14 @@ class _Reader:
         if "\r\n" in text:
             text = text.replace("\r\n", "\n")
         careful = _lines_needing_care(text)
+        if first_line != 1:
+            careful = {n + first_line - 1 for n in careful}
         builder = self.builder
         statement, open_, close = builder.statement, builder.open, builder.close
         new_word = str.__new__
         longest = lexer.KEEPALIVED_MAX_LINE
         collecting = False
-        for lineno, raw in enumerate(text.split("\n"), 1):
+        for lineno, raw in enumerate(text.split("\n"), first_line):
             if collecting:
                 self._definition_line(raw, filename, lineno)
                 collecting = self.collecting is not None
