@@ -188,6 +188,7 @@ class Balancer:
 
     def __init__(self, config: Config, backend: Backend, state_dir: str, *,
                  config_path: str = "", dry_run: bool = False,
+                 scripts_logged: bool | None = None,
                  persist_owned: bool | None = None, probe: Probe = run_probe,
                  scripts: Scripts | None = None, alerts: Alerts | None = None,
                  max_concurrency: int | None = None, jitter: float | None = None) -> None:
@@ -196,6 +197,7 @@ class Balancer:
         self.state_dir = state_dir
         self.config_path = config_path
         self.dry_run = dry_run
+        self.scripts_logged = dry_run if scripts_logged is None else scripts_logged
         self.persist_owned = (not dry_run) if persist_owned is None else persist_owned
         self._probe = probe
         self._scripts = scripts
@@ -421,7 +423,7 @@ class Balancer:
     def _new_runner(self, config: Config) -> Scripts:
         from director.notify import LoggedScripts, ScriptRunner
 
-        return LoggedScripts() if self.dry_run else ScriptRunner(config.global_defs)
+        return LoggedScripts() if self.scripts_logged else ScriptRunner(config.global_defs)
 
     def _apply_timeouts(self, old: Config | None, new: Config) -> None:
         """lvs_timeouts; when a reload drops them, the kernel's own come back (as

@@ -147,7 +147,8 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     from director.notify import LvsFifos, Notifications
     from director.smtp_alert import SmtpAlerts
 
-    if options.dry_run:
+    in_memory = options.dry_run or options.memory_ipvs
+    if in_memory:
         from director.ipvs.memory import MemoryBackend
 
         backend = MemoryBackend()
@@ -161,7 +162,8 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     fifos = [LvsFifos(config.global_defs, dry_run=options.dry_run)]
     notifications = Notifications(alerts, fifos[0])
     balancer = Balancer(config, backend, state_dir, config_path=os.path.abspath(options.config),
-                        dry_run=options.dry_run, alerts=notifications)
+                        dry_run=in_memory, scripts_logged=options.dry_run,
+                        alerts=notifications)
     record = ReloadRecord(operations=0)
     balancer.status_extra = {"running": True, "reload": record.as_data()}
     loop = asyncio.get_running_loop()

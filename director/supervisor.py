@@ -72,8 +72,10 @@ def child_argv(role: str, options: argparse.Namespace, state_dir: str,
         argv += ["-i", options.config_id]
     if options.strict:
         argv.append("--strict")
-    if options.dry_run or (role == CHECKERS and options.memory_ipvs):
+    if options.dry_run:
         argv.append("--dry-run")
+    elif role == CHECKERS and options.memory_ipvs:
+        argv.append("--memory-ipvs")
     if role == CHECKERS and options.keep_ipvs:
         argv.append("--keep-ipvs")
     return [*argv, "--supervised"]

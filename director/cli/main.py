@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                           "VRRP sends no advert and adds no VIP; every change it would "
                           "make is logged")
     run.add_argument("--memory-ipvs", action="store_true",
-                     help="keep the IPVS table in memory and log its changes, as --dry-run "
-                          "does, but run VRRP for real (hosts without ip_vs, tests)")
+                     help="keep the IPVS table in memory and log its changes, but do "
+                          "everything else for real: VRRP, scripts, mail (hosts without "
+                          "ip_vs, tests)")
     run.add_argument("--keep-ipvs", action="store_true",
                      help="on stop, leave the IPVS table as it is (for a hitless restart)")
     run.add_argument("--state-dir", default=None, metavar="DIR",
@@ -94,8 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(options, "handler", None)
     if handler is not None:  # drain, undrain, drains, reload, status, dump
         return handler(options)
-    if options.command == "run" and options.checkers_only and options.memory_ipvs:
-        options.dry_run = True  # for the checkers half, that is all a dry run is
     if options.command == "run" and (options.checkers_only or options.vrrp_only) and (
             options.api_listen or options.api_socket or options.api_token_file):
         print("director run: the status API is served by the supervisor (director run "

@@ -161,7 +161,7 @@ virtual_server {VIP} 80 {{
     http = serve()
     conf, state = tmp_path / "keepalived.conf", tmp_path / "state"
     conf.write_text(config())
-    proc = child(lab, director, "checkers", conf, state, "--dry-run")
+    proc = child(lab, director, "checkers", conf, state, "--memory-ipvs")
     logged(proc, f"[checkers] dry-run: ipvs: add real server {address}:80")
     status = state / "status.json"
     wait_until(lambda: read_json(status).get("pid") == proc.pid, 5, message="status.json")

@@ -171,7 +171,8 @@ def test_children_command_lines_carry_the_parents_options(role: str):
 
 
 @pytest.mark.parametrize("role", [VRRP, CHECKERS])
-def test_memory_ipvs_is_a_dry_run_of_the_checkers_child_only(role: str):
+def test_memory_ipvs_goes_to_the_checkers_child_only_and_is_no_dry_run(role: str):
     parent = _parser().parse_args(["run", "-f", "/etc/x.conf", "--memory-ipvs"])
     child = _parser().parse_args(child_argv(role, parent, "/run/lvs-director")[3:])
-    assert child.dry_run == (role == CHECKERS)
+    assert child.memory_ipvs == (role == CHECKERS)
+    assert not child.dry_run
