@@ -143,6 +143,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     import asyncio
     import signal
 
+    from director import heap
     from director.balancer import Balancer
     from director.notify import LvsFifos, Notifications
     from director.smtp_alert import SmtpAlerts
@@ -187,6 +188,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
                     fifos[0] = notifications.listeners[1] = LvsFifos(
                         new.global_defs, dry_run=options.dry_run)
                 operations = await balancer.reload(new)
+                heap.settle()
                 record.operations = operations
                 applied(record, "checkers", problems, received, loaded, loop.time(),
                         operations=operations)
@@ -209,6 +211,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     try:
         await balancer.start()
+        heap.settle(full=True)
         log.info("running: %d virtual server(s); pid %d", len(config.virtual_servers),
                  os.getpid())
         await stopping.wait()

@@ -62,7 +62,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     import logging
     import signal
 
-    from director import state_files
+    from director import heap, state_files
     from director.smtp_alert import SmtpAlerts
     from director.sync_daemons import follow_vrrp
     from director.vrrp_scripts import make_run_script
@@ -124,6 +124,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
                 current[0] = new
                 alerts.reconfigure(new.global_defs)
                 await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
+                heap.settle()
                 applied(record, "vrrp", problems, received, loaded, loop.time())
             record.count += 1
             status_wanted.set()
@@ -146,6 +147,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT", False)
     try:
         await runtime.start()
+        heap.settle(full=True)
         log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())
         if state_dir:
             status_task = loop.create_task(

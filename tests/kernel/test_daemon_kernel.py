@@ -276,12 +276,15 @@ def test_reload_applies_only_the_diff_and_refuses_a_broken_config(running: Pair)
     problem = f"{running.conf('dirA')}:{line}:16: weight 'many' is not a whole number"
     a.send(signal.SIGHUP)
     a.logged(problem, 15)
-    a.logged("reload refused", 5)
+    a.logged("reload refused (checkers, vrrp)", 5)
+    refused = tuple(n + 1 for n in counts)
+    assert reload_counts(a) == refused  # each child refused it
+    assert [s["reload"]["ok"] for s in (a.status(), a.vrrp_status())] == [False, False]
     done = director_reload(a)
     assert done.returncode == 1, done.stdout + done.stderr
     assert problem in done.stdout + done.stderr
     time.sleep(1.5)
-    assert reload_counts(a) == counts  # the children were not signalled
+    assert reload_counts(a) == refused  # `director reload` did not signal them
     assert a.wait_ready() == pids
     assert dir_a.netns.rules() == rules
     assert a.ipvs_lines(lines) == []
@@ -292,7 +295,7 @@ def test_reload_applies_only_the_diff_and_refuses_a_broken_config(running: Pair)
     no_traceback(a)
     running.configure("dirA")  # back to the tests' config, for the next test
     a.send(signal.SIGHUP)
-    reloaded(a, counts)
+    reloaded(a, refused)
 
 
 # ------------------------------------------------------------------ stop
