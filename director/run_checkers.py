@@ -11,12 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from dataclasses import dataclass, field
-from typing import Any
-
-from director.config.errors import ConfigError
-from director.config.load import load_config
 
 
 def setup_logging(options: argparse.Namespace, role: str) -> None:
@@ -54,84 +48,6 @@ def run_checkers(options: argparse.Namespace, config) -> int:
             state_files.remove_pid(state_dir)
 
 
-@dataclass
-class ReloadRecord:
-    """The ``reload`` object of both children's status files (see the shared brief)."""
-
-    count: int = 0
-    at: float | None = None  # epoch seconds the SIGHUP came
-    ok: bool | None = None
-    seconds: float | None = None  # SIGHUP -> diff applied
-    load_seconds: float | None = None
-    apply_seconds: float | None = None
-    problems: list[str] = field(default_factory=list)
-    operations: int | None = None  # checkers only: IPVS operations the reload made
-
-    def as_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "count": self.count, "at": self.at, "ok": self.ok, "seconds": self.seconds,
-            "load_seconds": self.load_seconds, "apply_seconds": self.apply_seconds,
-            "problems": list(self.problems)}
-        if self.operations is not None:
-            data["operations"] = self.operations
-        return data
-
-
-async def reloaded_config(options: argparse.Namespace, log) -> tuple[Any, list[str]]:
-    """SIGHUP: the file loaded again and its warnings, or None and every problem (each
-    logged with its location) when it has errors: the caller keeps running the previous
-    configuration."""
-    import asyncio
-
-    log.info("SIGHUP: reloading %s", options.config)
-    try:
-        new, problems = await asyncio.to_thread(
-            load_config, options.config, strict=options.strict,
-            config_id=options.config_id, input_format=options.input_format)
-    except ConfigError as error:
-        for problem in error.problems:
-            log.error("reload: %s", problem)
-        log.error("reload: %s has errors; still running the previous configuration",
-                  options.config)
-        return None, [str(p) for p in error.problems]
-    except Exception as error:  # unreadable file and the like
-        log.error("reload: cannot load %s: %s; still running the previous "
-                  "configuration", options.config, error)
-        return None, [f"{options.config}: {error}"]
-    for problem in problems:
-        log.warning("reload: %s", problem)
-    return new, [str(p) for p in problems]
-
-
-def refused(record: ReloadRecord, role: str, problems: list[str], started: float,
-            loaded: float) -> None:
-    """A reload whose file has errors: the record and the event line."""
-    from director import events
-
-    record.ok = False
-    record.problems = problems
-    record.load_seconds = round(loaded - started, 6)
-    record.seconds = record.load_seconds
-    record.apply_seconds = None
-    events.emit("reload_refused", role=role, problems=len(problems),
-                first=problems[0] if problems else None)
-
-
-def applied(record: ReloadRecord, role: str, problems: list[str], started: float,
-            loaded: float, done: float, **extra: Any) -> None:
-    """A reload applied: the record and the event line."""
-    from director import events
-
-    record.ok = True
-    record.problems = problems
-    record.load_seconds = round(loaded - started, 6)
-    record.apply_seconds = round(done - loaded, 6)
-    record.seconds = round(done - started, 6)
-    events.emit("reload_ok", role=role, seconds=record.seconds,
-                load_seconds=record.load_seconds, apply_seconds=record.apply_seconds,
-                warnings=len(problems) or None, **extra)
-
-
 def mail_delivery(options: argparse.Namespace) -> dict:
     """SmtpAlerts' keyword for how mail leaves: in a dry run, into the log."""
     from director.smtp_alert import log_instead_of_sending
@@ -145,6 +61,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
 
     from director import heap
     from director.balancer import Balancer
+    from director.child_reload import Reloader
     from director.notify import LvsFifos, Notifications
     from director.smtp_alert import SmtpAlerts
 
@@ -165,48 +82,30 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     balancer = Balancer(config, backend, state_dir, config_path=os.path.abspath(options.config),
                         dry_run=in_memory, scripts_logged=options.dry_run,
                         alerts=notifications)
-    record = ReloadRecord(operations=0)
-    balancer.status_extra = {"running": True, "reload": record.as_data()}
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    reloads: list[asyncio.Task[None]] = []
-    lock = asyncio.Lock()
 
-    async def reload(received: float, at: float) -> None:
-        async with lock:
-            record.at = at
-            new, problems = await reloaded_config(options, log)
-            loaded = loop.time()
-            if stopping.is_set():
-                return
-            if new is None:
-                refused(record, "checkers", problems, received, loaded)
-            else:
-                alerts.reconfigure(new.global_defs)
-                if LvsFifos.paths_of(new.global_defs) != fifos[0].paths:
-                    fifos[0].close()
-                    fifos[0] = notifications.listeners[1] = LvsFifos(
-                        new.global_defs, dry_run=options.dry_run)
-                operations = await balancer.reload(new)
-                heap.settle()
-                record.operations = operations
-                applied(record, "checkers", problems, received, loaded, loop.time(),
-                        operations=operations)
-            record.count += 1
-            balancer.status_extra = {"running": True, "reload": record.as_data()}
-            await balancer.flush_status()
+    async def apply(new) -> int:
+        alerts.reconfigure(new.global_defs)
+        if LvsFifos.paths_of(new.global_defs) != fifos[0].paths:
+            fifos[0].close()
+            fifos[0] = notifications.listeners[1] = LvsFifos(new.global_defs,
+                                                             dry_run=options.dry_run)
+        return await balancer.reload(new)
 
-    def on_hup() -> None:
-        task = loop.create_task(reload(loop.time(), time.time()))
-        reloads.append(task)
-        task.add_done_callback(reloads.remove)
+    async def recorded() -> None:
+        balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
+        await balancer.flush_status()
+
+    reloader = Reloader(options, log, "checkers", apply, recorded, stopping)
+    balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
 
     def on_stop(name: str) -> None:
         if not stopping.is_set():
             log.info("%s: stopping", name)
         stopping.set()
 
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGHUP, reloader.on_hup)
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     try:
@@ -216,12 +115,9 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
                  os.getpid())
         await stopping.wait()
     finally:
-        for task in list(reloads):
-            task.cancel()
-        if reloads:
-            await asyncio.gather(*reloads, return_exceptions=True)
+        await reloader.cancel()
         await balancer.stop(keep_table=options.keep_ipvs)
-        balancer.status_extra = {"running": False, "reload": record.as_data()}
+        balancer.status_extra = {"running": False, "reload": reloader.record.as_data()}
         balancer.write_status()
         await asyncio.to_thread(alerts.close)
         fifos[0].close()

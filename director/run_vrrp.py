@@ -12,14 +12,8 @@ import argparse
 import os
 import time
 
-from director.run_checkers import (
-    ReloadRecord,
-    applied,
-    mail_delivery,
-    refused,
-    reloaded_config,
-    setup_logging,
-)
+from director.child_reload import ReloadRecord
+from director.run_checkers import mail_delivery, setup_logging
 
 
 def run_vrrp(options: argparse.Namespace, config) -> int:
@@ -63,6 +57,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     import signal
 
     from director import heap, state_files
+    from director.child_reload import Reloader
     from director.smtp_alert import SmtpAlerts
     from director.sync_daemons import follow_vrrp
     from director.vrrp_scripts import make_run_script
@@ -98,7 +93,6 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
 
     current = [config]
     alerts = SmtpAlerts(config.global_defs, **mail_delivery(options))
-    record = ReloadRecord()
     runtime = VrrpRuntime(config.vrrp, make_run_script(config.vrrp.globals),
                           on_change=changed,
                           on_transition=transition_handler(current, alerts),
@@ -108,31 +102,17 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     status_task: asyncio.Task[None] | None = None
     sync_task: asyncio.Task[None] | None = None
     graceful = [True]
-    reloads: list[asyncio.Task[None]] = []
-    lock = asyncio.Lock()
 
-    async def reload(received: float, at: float) -> None:
-        async with lock:
-            record.at = at
-            new, problems = await reloaded_config(options, log)
-            loaded = loop.time()
-            if stopping.is_set():
-                return
-            if new is None:
-                refused(record, "vrrp", problems, received, loaded)
-            else:
-                current[0] = new
-                alerts.reconfigure(new.global_defs)
-                await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
-                heap.settle()
-                applied(record, "vrrp", problems, received, loaded, loop.time())
-            record.count += 1
-            status_wanted.set()
+    async def apply(new) -> None:
+        current[0] = new
+        alerts.reconfigure(new.global_defs)
+        await runtime.reload(new.vrrp, make_run_script(new.vrrp.globals))
 
-    def on_hup() -> None:
-        task = loop.create_task(reload(loop.time(), time.time()))
-        reloads.append(task)
-        task.add_done_callback(reloads.remove)
+    async def recorded() -> None:
+        status_wanted.set()
+
+    reloader = Reloader(options, log, "vrrp", apply, recorded, stopping)
+    record = reloader.record
 
     def on_stop(name: str, hand_over: bool) -> None:
         if not stopping.is_set():
@@ -142,7 +122,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
             graceful[0] = False
         stopping.set()
 
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGHUP, reloader.on_hup)
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM", True)
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT", False)
     try:
@@ -158,10 +138,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
             name="lvs sync daemons")
         await stopping.wait()
     finally:
-        for task in list(reloads):
-            task.cancel()
-        if reloads:
-            await asyncio.gather(*reloads, return_exceptions=True)
+        await reloader.cancel()
         await runtime.stop(graceful=graceful[0])
         if sync_task is not None:
             sync_task.cancel()
