@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -142,3 +143,22 @@ class Reloader:
                         **extra)
             self.record.count += 1
             await self.after()
+
+
+def reload_record(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The "reload" record of a status file (None: the file has none)."""
+    record = status.get("reload") if isinstance(status, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("count"), int):
+        return None
+    return record
+
+
+def read_status_file(path: str) -> dict[str, Any] | None:
+    """A child's status file, or None while it is missing or unreadable (a child being
+    restarted, or a file from another version)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

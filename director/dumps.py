@@ -13,22 +13,19 @@ the file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import tempfile
 import time
 from typing import Any
 
-from director import status_view
+from director import state_files, status_view
 
 KINDS = ("data", "stats", "json")
 JSON_SIGNAL = signal.SIGRTMIN + 2  # keepalived's SIGJSON
 DUMP_SIGNALS: dict[int, str] = {
     signal.SIGUSR1: "data", signal.SIGUSR2: "stats", JSON_SIGNAL: "json"}
 SIGNAL_OF_KIND = {kind: number for number, kind in DUMP_SIGNALS.items()}
-FILE_MODE = 0o644
 
 
 def dump_path(state_dir: str, kind: str) -> str:
@@ -228,30 +225,13 @@ def render(kind: str, view: dict[str, Any]) -> str:
     raise ValueError(f"unknown dump kind {kind!r} (one of: {', '.join(KINDS)})")
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            os.fchmod(stream.fileno(), FILE_MODE)
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_dump(kind: str, state_dir: str, daemon: dict[str, Any],
                reader: status_view.IpvsStatsReader | None = None) -> str:
     """Write the `kind` dump ("data", "stats" or "json") of the director whose state
     directory is `state_dir`; returns its path. Blocking: run it in a thread. OSError
-    when the file cannot be written."""
+    `state_files.StateFileError` when the file cannot be written."""
     path = dump_path(state_dir, kind)
     view = status_view.collect(state_dir, daemon, ipvs=not daemon.get("dry_run", False),
                                reader=reader)
-    write_text_atomic(path, render(kind, view))
+    state_files.write_text_atomic(path, render(kind, view))
     return path

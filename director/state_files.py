@@ -63,12 +63,18 @@ def _ensure_dir(directory: str) -> None:
 def write_json_atomic(path: str, data: Any) -> None:
     """Write `data` as JSON to `path` atomically (mode 0644; the directory is created
     0755 when missing)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    _ensure_dir(directory)
     try:
         text = json.dumps(data, indent=2) + "\n"
     except (TypeError, ValueError) as error:
         raise StateFileError(f"{path}: cannot write: not JSON data ({error})") from None
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` atomically: readers see the old file or the whole new one
+    (mode 0644; the directory is created 0755 when missing)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    _ensure_dir(directory)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",

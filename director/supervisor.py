@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from director import state_files
+from director.child_reload import read_status_file, reload_record
 from director.dumps import DUMP_SIGNALS, write_dump
 from director.events import emit
 from director.restart_policy import GiveUp, RestartPolicy
@@ -94,25 +94,6 @@ def is_ready(status: dict[str, Any] | None, pid: int) -> bool:
     """Whether a child's status file says the child with this pid has started."""
     return (isinstance(status, dict) and status.get("pid") == pid
             and status.get("running", True) is not False)
-
-
-def reload_record(status: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The "reload" record of a status file (None: the file has none)."""
-    record = status.get("reload") if isinstance(status, dict) else None
-    if not isinstance(record, dict) or not isinstance(record.get("count"), int):
-        return None
-    return record
-
-
-def read_status_file(path: str) -> dict[str, Any] | None:
-    """A child's status file, or None while it is missing or unreadable (a child being
-    restarted, or a file from another version)."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from director import state_files
+from director.child_reload import read_status_file, reload_record
 from director.config.errors import ConfigError
 from director.config.load import FORMATS, load_config
 
@@ -84,31 +85,13 @@ def reload_counts(state_dir: str, now: float) -> dict[str, int]:
     """The reload count of every fresh status file that has a reload record."""
     counts = {}
     for role, name in STATUS_FILES.items():
-        status = _read(os.path.join(state_dir, name))
-        record = _record(status)
+        status = read_status_file(os.path.join(state_dir, name))
+        record = reload_record(status)
         written = status.get("written_at") if status else None
         if (record is not None and isinstance(written, int | float)
                 and now - written <= FRESH and status.get("running", True) is not False):
             counts[role] = record["count"]
     return counts
-
-
-def _read(path: str) -> dict[str, Any] | None:
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _record(status: dict[str, Any] | None) -> dict[str, Any] | None:
-    record = status.get("reload") if isinstance(status, dict) else None
-    if not isinstance(record, dict) or not isinstance(record.get("count"), int):
-        return None
-    return record
 
 
 def wait_for_records(state_dir: str, before: dict[str, int],
@@ -119,7 +102,8 @@ def wait_for_records(state_dir: str, before: dict[str, int],
     while True:
         for role, count in before.items():
             if role not in done:
-                record = _record(_read(os.path.join(state_dir, STATUS_FILES[role])))
+                path = os.path.join(state_dir, STATUS_FILES[role])
+                record = reload_record(read_status_file(path))
                 if record is not None and record["count"] > count:
                     done[role] = record
         if len(done) == len(before) or time.monotonic() >= deadline:

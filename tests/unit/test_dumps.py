@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from director import dumps
+from director.state_files import StateFileError
 from tests.unit.test_api import (
     RS1,
     RS2,
@@ -90,5 +91,6 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path: Path):
 def test_unknown_kind_and_unwritable_directory(tmp_path: Path):
     with pytest.raises(ValueError, match="unknown dump kind 'xml'"):
         dumps.write_dump("xml", str(tmp_path), daemon_info())
-    with pytest.raises(OSError):
-        dumps.write_dump("data", str(tmp_path / "missing"), daemon_info())
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StateFileError, match="a-file"):
+        dumps.write_dump("data", str(tmp_path / "a-file" / "state"), daemon_info())
