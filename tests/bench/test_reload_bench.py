@@ -9,7 +9,9 @@ each change move: 60 IPVS operations.
     operations;
 (b) in the kernel-tier guest only: `director run --checkers-only` with the real
     ip_vs in a namespace, SIGHUP after the change, time until the kernel holds it
-    (polled with ipvsadm) and the child's status.json "reload" record;
+    (polled with ipvsadm) and the child's status.json "reload" record (at this size
+    the guest, 1-2 GB, kills the daemon during the reload today: `make bench` leaves it
+    out; run it by hand with `uml.py --uml-mem 2G`);
 (c) in the guest only: keepalived 2.2.7's own reload of a smaller config, beside
     ours on the same config (keepalived needs ~2 minutes for the big one).
 
