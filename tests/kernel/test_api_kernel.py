@@ -13,11 +13,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_lab import wait_for
 from lvs_lab import VIP, LvsLab, lab_fixture
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,17 +71,6 @@ API_PROGRAM = textwrap.dedent("""
 
     asyncio.run(main())
 """)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def get(socket_path: str, path: str) -> str:
