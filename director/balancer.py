@@ -92,6 +92,9 @@ log = logging.getLogger("director.balancer")
 
 MIN_RECONCILE_INTERVAL = 0.05  # seconds between two passes over the table, at least
 STATUS_INTERVAL = 2.0          # status.json is rewritten at least this often
+# ... unless building it costs more: at 40,000 real servers it takes ~0.5 s of the
+# loop (and the GIL a reload's load needs), so it may take this share of the time at most
+STATUS_COST_SHARE = 0.1
 DRAIN_POLL_INTERVAL = 1.0      # drains.json's mtime is looked at this often
 RAMP_INTERVAL = 1.0            # slow start: weights are recomputed this often
 PROVISIONAL_INTERVAL = 0.5     # adopted alpha servers: how often to look for a verdict
@@ -250,6 +253,8 @@ class Balancer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_pass = 0.0
         self._next_status = 0.0
+        self._status_earliest = 0.0  # loop time: a dirty status waits until then
+        self.status_paused = False  # set while a reload loads its file
         self._next_drain_poll = 0.0
         self._next_ramp = 0.0
         self._next_provisional = 0.0
@@ -671,6 +676,8 @@ class Balancer:
 
     def _next_deadline(self) -> float:
         deadlines = [self._next_status, self._next_drain_poll, self._next_resync]
+        if self._status_dirty:
+            deadlines.append(self._status_earliest)
         if self._ramping:
             deadlines.append(self._next_ramp)
         if self._provisional:
@@ -698,7 +705,9 @@ class Balancer:
         resync_due = now >= self._next_resync
         if self._dirty or retry_due or resync_due or (self._ramping and now >= self._next_ramp):
             await self._pass()
-        if self._status_dirty or now >= self._next_status:
+        if not self.status_paused and (
+                (self._status_dirty and now >= self._status_earliest)
+                or now >= self._next_status):
             await self._write_status_off_loop()
 
     def _settle_provisional(self) -> None:
@@ -1036,17 +1045,22 @@ class Balancer:
     async def _write_status_off_loop(self) -> None:
         """status.json from a thread: serializing and syncing 40,000 real servers'
         status must not hold the checks up (the data is taken on the loop)."""
-        loop_now = self._loop.time() if self._loop is not None else 0.0
-        self._next_status = loop_now + STATUS_INTERVAL
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._next_status = started + STATUS_INTERVAL
         self._status_dirty = False
         data = self.status()
-        loop = asyncio.get_running_loop()
         self._status_write = loop.run_in_executor(None, state_files.write_status,
                                                   self.state_dir, data)
         try:
             await asyncio.shield(self._status_write)
         except state_files.StateFileError as error:
             self._state_error(str(error))
+        finally:
+            ended = loop.time()
+            spacing = (ended - started) / STATUS_COST_SHARE
+            self._status_earliest = ended + spacing
+            self._next_status = max(self._next_status, ended + spacing)
 
     def _write_status(self) -> None:
         loop_now = self._loop.time() if self._loop is not None else 0.0

@@ -100,13 +100,15 @@ class Reloader:
 
     def __init__(self, options: argparse.Namespace, log: Any, role: str,
                  apply: Callable[[Any], Awaitable[int | None]],
-                 after: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> None:
+                 after: Callable[[], Awaitable[None]], stopping: asyncio.Event,
+                 loading: Callable[[bool], None] | None = None) -> None:
         self.options = options
         self.log = log
         self.role = role
         self.apply = apply
         self.after = after
         self.stopping = stopping
+        self.loading = loading or (lambda _: None)  # told while the file loads
         self.record = ReloadRecord(operations=0 if role == "checkers" else None)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -127,7 +129,11 @@ class Reloader:
         loop = asyncio.get_running_loop()
         async with self._lock:
             self.record.at = at
-            new, problems = await reloaded_config(self.options, self.log)
+            self.loading(True)
+            try:
+                new, problems = await reloaded_config(self.options, self.log)
+            finally:
+                self.loading(False)
             loaded = loop.time()
             if self.stopping.is_set():
                 return

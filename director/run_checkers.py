@@ -97,7 +97,10 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
         balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
         await balancer.flush_status()
 
-    reloader = Reloader(options, log, "checkers", apply, recorded, stopping)
+    def loading(now: bool) -> None:  # the load needs the GIL: no status.json meanwhile
+        balancer.status_paused = now
+
+    reloader = Reloader(options, log, "checkers", apply, recorded, stopping, loading)
     balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
 
     def on_stop(name: str) -> None:
