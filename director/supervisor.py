@@ -11,12 +11,13 @@ other child is not touched. The children die with the parent (PR_SET_PDEATHSIG),
 kill -9 of the parent leaves no orphan half-director behind.
 
 Signals to the parent:
-- SIGHUP: validate the configuration here (in a thread); with errors, log every problem
-  with its location and leave the children alone; else SIGHUP both children (each loads
-  the file again and applies the difference) and wait for their reload records;
-- SIGTERM: SIGTERM to both (VRRP hands over, checkers remove their IPVS services unless
-  --keep-ipvs), wait up to 30 s (then SIGKILL), exit 0; SIGINT: the same, but the VRRP
-  child gets SIGINT (stop at once);
+- SIGHUP: SIGHUP both children at once (each loads and validates the file, keeps its
+  configuration when it has errors, else applies the difference) and wait for their
+  reload records: a refusal is logged once, with the first problem (`director reload`
+  validates before it signals);
+- SIGTERM: SIGTERM to the VRRP child (it hands over), then, once it is gone, to the
+  checkers (they remove their IPVS services unless --keep-ipvs): each waited up to 30 s
+  (then SIGKILL); exit 0. SIGINT: both at once, the VRRP child stopping at once;
 - `director.dumps.DUMP_SIGNALS`: a dump file (written in a thread).
 
 Readiness (systemd Type=notify): READY=1 once both children wrote their status file
