@@ -141,7 +141,23 @@ async def started_master(lab: Lab, text: str) -> tuple[Node, Node, Director]:
     ours = Director(lab, a, text)
     await ours.runtime.start()
     await ours.wait_state(State.MASTER, 5)
+    await settled(ours, a)
     return a, b, ours
+
+
+async def settled(ours: Director, node: Node, timeout: float = 5.0) -> None:
+    """Every instance that is MASTER has told its transition and holds its VIPs: a
+    runner's state changes a moment before its addresses and events follow."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        masters = [r for r in ours.runtime.runners.values() if r.state is State.MASTER]
+        told = {t.name for t in ours.transitions if t.kind == "instance" and t.new == "MASTER"}
+        if all(r.name in told and all(node.has_address(v) for v in r.status()
+                                      ["virtual_addresses"]) for r in masters):
+            await asyncio.sleep(0.2)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the masters did not settle")
 
 
 async def test_priority_change_keeps_the_vip_and_is_advertised_at_once(lab: Lab):
@@ -253,13 +269,7 @@ async def test_joining_a_sync_group_keeps_the_masters(lab: Lab):
     a, _b, ours = await started_master(lab, two_instances())
     try:
         await ours.wait_state(State.MASTER, 5, "VI_2")
-        # a transition's event can trail the state it reports by a moment: both
-        # instances' MASTER events are in before the reload's are counted
-        for _ in range(100):
-            if {"VI_1", "VI_2"} <= {t.name for t in ours.transitions
-                                    if t.kind == "instance" and t.new == "MASTER"}:
-                break
-            await asyncio.sleep(0.05)
+        await settled(ours, a)
         runners = dict(ours.runtime.runners)
         monitor = AddressMonitor(lab, a)
         before = len(ours.transitions)
