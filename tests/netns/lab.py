@@ -102,6 +102,20 @@ def wait_until(predicate: Callable[[], T], timeout: float, *, interval: float = 
         time.sleep(min(interval, left))
 
 
+def logged(proc: Process, text: str, timeout: float = 10.0) -> None:
+    """Wait until `proc`'s output has `text`; fails at once, with the output, if it exits."""
+    def seen() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"process exited ({proc.returncode}):\n{proc.output()}")
+        return text in proc.output()
+
+    try:
+        wait_until(seen, timeout, message=text)
+    except TimeoutError:
+        raise AssertionError(f"{text!r} not logged within {timeout} s:\n"
+                             f"{proc.output()}") from None
+
+
 def run(ns: str | None, *cmd: str | os.PathLike[str], check: bool = True,
         timeout: float = 10.0, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command to completion inside namespace `ns` (None: the current namespace)."""

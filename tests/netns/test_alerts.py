@@ -21,7 +21,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.netns.lab import Lab, Node, Process, wait_until
+from tests.netns.lab import Lab, Node, Process, logged, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VIP = "203.0.113.10"
@@ -98,19 +98,6 @@ def child(lab: Lab, node: Node, role: str, conf: Path, state: Path,
     return lab.spawn(node.ns, sys.executable, "-m", "director.cli.main", "run", "-f", conf,
                      f"--{role}-only", "--supervised", "--state-dir", state, *extra,
                      log=lab.workdir / f"{role}.log", env=ENV)
-
-
-def logged(proc: Process, text: str, timeout: float = 10.0) -> None:
-    def seen() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"child exited ({proc.returncode}):\n{proc.output()}")
-        return text in proc.output()
-
-    try:
-        wait_until(seen, timeout, message=text)
-    except TimeoutError:
-        raise AssertionError(f"{text!r} not logged within {timeout} s:\n"
-                             f"{proc.output()}") from None
 
 
 def read_json(path: Path) -> dict:

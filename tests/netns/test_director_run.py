@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.netns.lab import Lab, Node, Process, wait_until
+from tests.netns.lab import Lab, Node, Process, logged, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VIP = "203.0.113.10"
@@ -45,19 +45,6 @@ def start_director(lab: Lab, node: Node, conf: Path, state: Path) -> Process:
     return lab.spawn(node.ns, sys.executable, "-m", "director.cli.main", "run", "-f", conf,
                      "--checkers-only", "--dry-run", "--state-dir", state,
                      log=lab.workdir / "director.log", env={"PYTHONPATH": str(ROOT)})
-
-
-def logged(proc: Process, text: str, timeout: float = 10.0) -> None:
-    def seen() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"director exited ({proc.returncode}):\n{proc.output()}")
-        return text in proc.output()
-
-    try:
-        wait_until(seen, timeout, message=text)
-    except TimeoutError:
-        raise AssertionError(f"{text!r} not logged within {timeout} s:\n"
-                             f"{proc.output()}") from None
 
 
 def test_dry_run_follows_real_servers_and_reloads(lab: Lab, tmp_path: Path):
