@@ -20,15 +20,16 @@ _CACHE = LoadCache()
 
 
 def load_config(path: str, *, strict: bool = False, config_id: str | None = None,
-                input_format: str = "auto",
-                cache: LoadCache | None = _CACHE) -> tuple[Config, list[Problem]]:
+                input_format: str = "auto", cache: LoadCache | None = _CACHE,
+                defer_moves: bool = False) -> tuple[Config, list[Problem]]:
     """Load, build and validate a configuration; raise ConfigError with every problem
     when it does not validate. Returns the config and its warnings.
 
     A keepalived.conf loaded again reuses, through ``cache`` (by default one shared by
     the process), what the earlier loads of the file built from unchanged blocks: a
     reload of a large file that changed a little costs little. The result is the one
-    a fresh load gives; ``cache=None`` makes one."""
+    a fresh load gives (with ``defer_moves``, once `settle_config` has been given it:
+    see `LoadCache.load`); ``cache=None`` makes one."""
     if input_format == "auto":
         input_format = detect_format(path)
     if input_format == "yaml":
@@ -40,7 +41,13 @@ def load_config(path: str, *, strict: bool = False, config_id: str | None = None
             raise ConfigError(diag.problems)
         return config, diag.problems
     if cache is not None:
-        return cache.load(path, strict=strict, config_id=config_id)
+        return cache.load(path, strict=strict, config_id=config_id, defer_moves=defer_moves)
     from director.config.keepalived import load_keepalived
 
     return load_keepalived(path, strict=strict, config_id=config_id)
+
+
+def settle_config(config: Config, cache: LoadCache = _CACHE) -> Config:
+    """The last configuration `load_config` returned with the origins it left behind
+    (``defer_moves``) moved to their lines; any other configuration as it is."""
+    return cache.settle(config)

@@ -22,7 +22,8 @@ from director.config.tree import Word
 
 SAMPLES = Path("/usr/share/doc/keepalived/samples")
 
-GLOBAL = "global_defs {\n    router_id test\n    smtp_alert_checker\n}\n"
+GLOBAL = ("global_defs {\n    router_id test\n    smtp_alert_checker\n"
+          "    notification_email {\n        ops@example.org\n    }\n}\n")
 GROUP = "virtual_server_group web {\n    192.0.2.100 80\n    192.0.2.101-103 80\n}\n"
 VRRP = ("vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n"
         "    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n"
@@ -32,13 +33,14 @@ VRRP = ("vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n"
 def real_server(r: int, weight: int, kind: int) -> str:
     checks = (
         "        TCP_CHECK {\n            connect_timeout 3\n        }\n",
-        "        HTTP_GET {\n            url {\n                path /health\n"
+        "        HTTP_GET {\n            url {\n                path /~lb/health\n"
         "                status_code 200\n            }\n            connect_timeout 3\n"
         "        }\n",
         "        MISC_CHECK {\n            misc_path /bin/true\n        }\n",
     )
+    notify = '        notify_up "/bin/echo up { # ! }"\n' if kind % 2 else ""
     return (f"    real_server 198.51.100.{r} 80 {{\n        weight {weight}\n"
-            f"        inhibit_on_failure\n{checks[kind % 3]}    }}\n")
+            f"        inhibit_on_failure\n{notify}{checks[kind % 3]}    }}\n")
 
 
 def virtual_server(v: int, reals: int = 3) -> str:
@@ -85,19 +87,36 @@ def outcome(load: Any, path: Path) -> tuple[str, Any, list[str]]:
     return "ok", deep(config), [str(p) for p in problems]
 
 
-def check_same(cache: LoadCache, path: Path) -> None:
-    incremental = outcome(cache.load, path)
+def check_same(cache: LoadCache, path: Path, mode: str = "moves") -> None:
+    """mode "moves": moved blocks moved at once; "deferred": moved by `settle` after
+    the load; "unsettled": never moved (the VRRP child's use: it keeps no virtual
+    server): the configuration compares equal and the problems are the same, but
+    origins of moved blocks may name their earlier lines."""
+
+    def load(name: str) -> tuple[Any, list[Any]]:
+        config, problems = cache.load(name, defer_moves=mode != "moves")
+        if mode == "deferred":
+            settled = cache.settle(config)
+            assert cache.settle(settled) is settled  # once
+            config = settled
+        elif mode == "unsettled":
+            assert config == load_keepalived(name)[0]
+        return config, problems
+
+    incremental = outcome(load, path)
     fresh = outcome(load_keepalived, path)
     assert incremental[0] == fresh[0]
     assert incremental[2] == fresh[2]
-    assert incremental[1] == fresh[1]
+    if mode != "unsettled":
+        assert incremental[1] == fresh[1]
 
 
 # --------------------------------------------------------------------- edits
 
 EDITS = ("weight", "drop_line", "blank_lines", "comment", "drop_block", "copy_block",
          "swap_blocks", "global", "error", "extra_brace", "unclosed", "macro", "no_protocol",
-         "unknown_keyword", "indent")
+         "unknown_keyword", "indent", "conditional", "open_quote")
+MODES = ("moves", "deferred", "unsettled")
 
 
 def apply_edit(blocks: list[str], edit: str, i: int, n: int) -> list[str]:
@@ -143,12 +162,19 @@ def apply_edit(blocks: list[str], edit: str, i: int, n: int) -> list[str]:
         blocks[k] = "\n".join(lines)
     elif edit == "indent":
         blocks[k] = "  " + blocks[k].replace("\n", "\n  ")
+    elif edit == "conditional":
+        lines.insert(j, "    @lb1 weight 4" if n % 2 else "} @^lb1 weight 4")
+        blocks[k] = "\n".join(lines)
+    elif edit == "open_quote":
+        lines.insert(j, '    notify_down "/bin/echo { }' if n % 2 else '    weight "{ 2 }"')
+        blocks[k] = "\n".join(lines)
     return blocks
 
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, 50), st.integers(0, 50)),
+@given(st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, 50), st.integers(0, 50),
+                          st.sampled_from(MODES)),
                 min_size=1, max_size=5))
 def test_incremental_load_equals_fresh_load(tmp_path: Path, edits) -> None:
     path = tmp_path / "keepalived.conf"
@@ -156,10 +182,10 @@ def test_incremental_load_equals_fresh_load(tmp_path: Path, edits) -> None:
     blocks = base_blocks()
     path.write_text("".join(blocks))
     check_same(cache, path)
-    for edit, i, n in edits:
+    for edit, i, n, mode in edits:
         blocks = apply_edit(blocks, edit, i, n)
         path.write_text("".join(blocks))
-        check_same(cache, path)
+        check_same(cache, path, mode)
 
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="keepalived's sample configs not installed")
@@ -236,6 +262,44 @@ def test_a_file_that_changes_back_and_forth_is_never_served_stale(tmp_path: Path
         weights = {rs.weight for vs in config.virtual_servers for rs in vs.real_servers}
         assert (42 in weights) == (text is two)
         check_same(cache, path)
+
+
+def test_deferred_moves_copy_nothing_until_settled(tmp_path: Path) -> None:
+    path = tmp_path / "keepalived.conf"
+    cache = LoadCache()
+    blocks = base_blocks()
+    path.write_text("".join(blocks))
+    first, _ = cache.load(str(path))
+    blocks.insert(2, "# two\n# lines\n")
+    path.write_text("".join(blocks))
+    config, _ = cache.load(str(path), defer_moves=True)
+    assert (cache.reused, cache.moved, cache.deferred) == (9, 9, 9)
+    assert all(a is b for a, b in zip(config.virtual_servers, first.virtual_servers,
+                                      strict=True))
+    settled = cache.settle(config)
+    fresh, _ = load_keepalived(str(path))
+    assert deep(settled) == deep(fresh) and deep(config) != deep(fresh)
+    file, line, col = first.virtual_servers[0].origin.rsplit(":", 2)
+    assert settled.virtual_servers[0].origin == f"{file}:{int(line) + 2}:{col}"
+    assert cache.settle(first) is first  # not the last load's: nothing to do
+    cache.load(str(path))  # the settled blocks are where they are now
+    assert (cache.reused, cache.moved) == (9, 0)
+
+
+def test_a_load_with_problems_does_not_defer_moves(tmp_path: Path) -> None:
+    path = tmp_path / "keepalived.conf"
+    cache = LoadCache()
+    blocks = base_blocks()
+    path.write_text("".join(blocks))
+    cache.load(str(path))
+    blocks.insert(2, "# two\n# lines\n")
+    blocks.append("virtual_server 203.0.113.1 80 {\n    protocol TCP\n}\n")  # a duplicate
+    path.write_text("".join(blocks))
+    with pytest.raises(ConfigError) as raised:
+        cache.load(str(path), defer_moves=True)
+    assert cache.deferred == 0 and cache.moved == 9
+    fresh = outcome(load_keepalived, path)
+    assert [str(p) for p in raised.value.problems] == fresh[2]
 
 
 # --------------------------------------------------------------------- the pieces
