@@ -308,12 +308,13 @@ class Balancer:
         self._write_status()
         self._task = self._loop.create_task(self._run(), name="balancer")
 
-    async def reload(self, config: Config) -> int:
+    async def reload(self, config: Config, *, announce: bool = True) -> int:
         """Take a new (validated) configuration: unchanged real servers keep their
         checkers' state, unchanged services are not touched, the rest follows at once.
         Returns the number of IPVS operations applied. The table the last pass left is
         trusted as it is (the periodic resync and any refusal still read the kernel's):
-        reading 40,000 entries back would cost more than the reload itself."""
+        reading 40,000 entries back would cost more than the reload itself.
+        ``announce=False``: no log line (the same configuration with other origins)."""
         if self._engine is None or self._stopped:
             raise RuntimeError("the balancer is not running")
         old = self.config
@@ -361,8 +362,9 @@ class Balancer:
         self._mark_reloaded(old, unchanged)
         self._held.clear()
         self._problems.clear()
-        log.info("configuration reloaded: %d virtual server(s), %d real server(s)",
-                 len(config.virtual_servers), len(self._servers))
+        if announce:
+            log.info("configuration reloaded: %d virtual server(s), %d real server(s)",
+                     len(config.virtual_servers), len(self._servers))
         before = self._applied
         try:
             await self._pass()

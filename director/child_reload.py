@@ -1,20 +1,29 @@
 """A child's SIGHUP: one reload at a time, the file loaded and validated again (a
 broken one is refused, every problem logged with its location, and the running
-configuration stays), the change applied, and the record the status files carry."""
+configuration stays), the change applied, and its record (in a file of its own and in
+the child's status file)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from director import heap
+from director import heap, state_files
 from director.config.errors import ConfigError
-from director.config.load import load_config
+from director.config.load import load_config, settle_config
+from director.config.relocate import Unrelocatable
+
+# Each child's reload record alone, written the moment a reload is done: the supervisor
+# and `director reload` wait for it, and a status file of 40,000 real servers takes
+# half a second to write.
+RECORD_FILES = {"vrrp": "vrrp-reload.json", "checkers": "checkers-reload.json"}
 
 
 @dataclass
@@ -48,7 +57,8 @@ async def reloaded_config(options: argparse.Namespace, log) -> tuple[Any, list[s
     try:
         new, problems = await asyncio.to_thread(
             load_config, options.config, strict=options.strict,
-            config_id=options.config_id, input_format=options.input_format)
+            config_id=options.config_id, input_format=options.input_format,
+            defer_moves=True)
     except ConfigError as error:
         for problem in error.problems:
             log.error("reload: %s", problem)
@@ -96,12 +106,19 @@ def applied(record: ReloadRecord, role: str, problems: list[str], started: float
 class Reloader:
     """Turns SIGHUPs into reloads of `options.config`: `apply(config)` takes a valid new
     configuration (returning the IPVS operations it made, or None), `after()` runs once
-    each reload is recorded (status files)."""
+    each reload is recorded (status files).
+
+    The file is loaded with its moved blocks' origins left behind (``defer_moves``), so
+    that the change is applied sooner. A role that keeps the virtual servers (the
+    checkers: their origins appear in its messages) passes ``adopt_origins``: once the
+    reload is recorded it is given the same configuration with its origins moved."""
 
     def __init__(self, options: argparse.Namespace, log: Any, role: str,
                  apply: Callable[[Any], Awaitable[int | None]],
                  after: Callable[[], Awaitable[None]], stopping: asyncio.Event,
-                 loading: Callable[[bool], None] | None = None) -> None:
+                 loading: Callable[[bool], None] | None = None,
+                 adopt_origins: Callable[[Any], Awaitable[None]] | None = None,
+                 state_dir: str | None = None) -> None:
         self.options = options
         self.log = log
         self.role = role
@@ -109,7 +126,10 @@ class Reloader:
         self.after = after
         self.stopping = stopping
         self.loading = loading or (lambda _: None)  # told while the file loads
+        self.adopt_origins = adopt_origins
         self.record = ReloadRecord(operations=0 if role == "checkers" else None)
+        self.record_path = (os.path.join(state_dir, RECORD_FILES[role])
+                            if state_dir else None)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -124,6 +144,19 @@ class Reloader:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.record_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.record_path)
+
+    async def publish(self) -> None:
+        """The record to its file (at the start, and after each reload)."""
+        if self.record_path is None:
+            return
+        data = {"pid": os.getpid(), "reload": self.record.as_data()}
+        try:
+            await asyncio.to_thread(state_files.write_json_atomic, self.record_path, data)
+        except (OSError, state_files.StateFileError) as error:
+            self.log.error("cannot write %s: %s", self.record_path, error)
 
     async def _reload(self, received: float, at: float) -> None:
         loop = asyncio.get_running_loop()
@@ -141,14 +174,49 @@ class Reloader:
                 refused(self.record, self.role, problems, received, loaded)
             else:
                 operations = await self.apply(new)
-                heap.settle()
                 extra = {} if operations is None else {"operations": operations}
                 if operations is not None:
                     self.record.operations = operations
                 applied(self.record, self.role, problems, received, loaded, loop.time(),
                         **extra)
             self.record.count += 1
+            await self.publish()
             await self.after()
+            if new is not None:
+                if self.adopt_origins is not None:
+                    await self._settle(new, self.adopt_origins)
+                heap.settle()
+
+    async def _settle(self, new: Any, adopt: Callable[[Any], Awaitable[None]]) -> None:
+        """After the reload: its moved virtual servers take their new lines' origins."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            settled = await asyncio.to_thread(settle_config, new)
+        except Unrelocatable as error:  # a model class relocate.py does not know
+            self.log.error("reload: messages about the virtual servers that moved keep "
+                           "their previous lines: %s", error)
+            return
+        if settled is not new and not self.stopping.is_set():
+            await adopt(settled)
+            self.log.info("reload: the virtual servers that moved take their new lines "
+                          "(%.3f s after the apply)", loop.time() - started)
+
+
+def read_record(state_dir: str, role: str) -> dict[str, Any] | None:
+    """A running child's reload record (None while there is none, or its process is
+    gone)."""
+    data = read_status_file(os.path.join(state_dir, RECORD_FILES[role]))
+    pid = data.get("pid") if data is not None else None
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return reload_record(data)
 
 
 def reload_record(status: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -100,7 +100,11 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     def loading(now: bool) -> None:  # the load needs the GIL: no status.json meanwhile
         balancer.status_paused = now
 
-    reloader = Reloader(options, log, "checkers", apply, recorded, stopping, loading)
+    async def adopt_origins(settled) -> None:
+        await balancer.reload(settled, announce=False)
+
+    reloader = Reloader(options, log, "checkers", apply, recorded, stopping, loading,
+                        adopt_origins, state_dir)
     balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
 
     def on_stop(name: str) -> None:
@@ -112,6 +116,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     try:
+        await reloader.publish()
         await balancer.start()
         heap.settle(full=True)
         log.info("running: %d virtual server(s); pid %d", len(config.virtual_servers),

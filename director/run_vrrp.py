@@ -111,7 +111,8 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     async def recorded() -> None:
         status_wanted.set()
 
-    reloader = Reloader(options, log, "vrrp", apply, recorded, stopping)
+    reloader = Reloader(options, log, "vrrp", apply, recorded, stopping,
+                        state_dir=state_dir)
     record = reloader.record
 
     def on_stop(name: str, hand_over: bool) -> None:
@@ -126,6 +127,7 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM", True)
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT", False)
     try:
+        await reloader.publish()
         await runtime.start()
         heap.settle(full=True)
         log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from director import state_files
-from director.child_reload import read_status_file, reload_record
+from director.child_reload import read_record, read_status_file
 from director.dumps import DUMP_SIGNALS, write_dump
 from director.events import emit
 from director.restart_policy import GiveUp, RestartPolicy
@@ -401,7 +401,7 @@ class Supervisor:
     async def _reload_once(self) -> None:
         # The children validate the file themselves and keep their configuration when it
         # has errors; a load here first would only double the time a big file takes to
-        # reload. (`director reload` validates before it sends the signal.)
+        # reload (`director reload` leaves it to them too).
         start = time.monotonic()
         self.reload["count"] += 1
         self.reload["at"] = time.time()
@@ -413,8 +413,7 @@ class Supervisor:
             if not child.ready:
                 child.reload_pending = True  # signalled once it is up
                 continue
-            record = reload_record(await asyncio.to_thread(read_status_file,
-                                                           child.status_path))
+            record = await asyncio.to_thread(read_record, self.state_dir, child.role)
             if record is not None:
                 before[child.role] = record["count"]
             child.signal(signal.SIGHUP)
@@ -448,8 +447,7 @@ class Supervisor:
                 child = children[role]
                 if role in done or not child.running:
                     continue
-                record = reload_record(await asyncio.to_thread(read_status_file,
-                                                               child.status_path))
+                record = await asyncio.to_thread(read_record, self.state_dir, role)
                 if record is not None and record["count"] > count:
                     done[role] = record
             waiting = [r for r in before if r not in done and children[r].running]

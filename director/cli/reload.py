@@ -1,13 +1,15 @@
-"""`director reload`: validate the configuration, then reload the running director.
+"""`director reload`: reload the running director, and say what it did.
 
-1. The configuration (-f, or the one the running director was started with, read from
-   its command line) is loaded and validated here with the director's own options
-   (-i, --input-format, --strict). With errors every problem is printed with its
-   location and the director is not signalled (exit 1).
-2. SIGHUP to the director named by ``director.pid`` in the state directory.
-3. Wait until every status file of the running director (the VRRP child's and the
-   checkers child's) shows a new reload record; print what each did and how long it
-   took.
+1. SIGHUP to the director named by ``director.pid`` in the state directory. Its
+   children load and validate their file (the one it was started with, read from its
+   command line) before they change anything, and refuse it with errors.
+2. Wait until each child of the running director (VRRP and checkers) has written a new
+   reload record; print what each did and how long it took, and every problem they
+   found, with its location.
+
+A file the director does not read (-f naming another), or any file while no director
+runs, is only validated here, with the director's options (-i, --input-format,
+--strict): every problem is printed, and the director is not signalled.
 
 Exit status: 0 applied; 1 refused (invalid configuration, or a child could not apply
 it); 4 signalled but no reload seen within --timeout; 7 no director running.
@@ -23,27 +25,25 @@ import time
 from typing import Any
 
 from director import state_files
-from director.child_reload import read_status_file, reload_record
+from director.child_reload import RECORD_FILES, read_record
 from director.config.errors import ConfigError
 from director.config.load import FORMATS, load_config
 
 REFUSED = 1
 TIMED_OUT = 4
 NOT_RUNNING = 7
-STATUS_FILES = {"vrrp": "vrrp-status.json", "checkers": state_files.STATUS_FILE}
 POLL_INTERVAL = 0.05
-FRESH = 5.0  # a status file older than this belongs to a process that is gone
 
 
 def add_parser(subparsers: Any) -> None:
-    what = "validate the configuration, then reload the running director"
+    what = "reload the running director (it validates its file first)"
     parser = subparsers.add_parser(
         "reload", help=what, description=what,
         epilog="exit status: 0 applied, 1 refused (problems printed), 4 no reload seen "
                "within --timeout, 7 no director running")
     parser.add_argument("-f", "--config", "--use-file", dest="config", metavar="FILE",
-                        help="the configuration to validate (default: the running "
-                             "director's)")
+                        help="the running director's configuration (default); "
+                             "another file is only validated")
     parser.add_argument("--input-format", choices=FORMATS, default=None,
                         help="configuration format (default: the running director's)")
     parser.add_argument("-i", "--config-id", metavar="ID",
@@ -81,15 +81,12 @@ def daemon_options(pid: int) -> argparse.Namespace | None:
     return options
 
 
-def reload_counts(state_dir: str, now: float) -> dict[str, int]:
-    """The reload count of every fresh status file that has a reload record."""
+def reload_counts(state_dir: str) -> dict[str, int]:
+    """The reload count of every running child that has a reload record."""
     counts = {}
-    for role, name in STATUS_FILES.items():
-        status = read_status_file(os.path.join(state_dir, name))
-        record = reload_record(status)
-        written = status.get("written_at") if status else None
-        if (record is not None and isinstance(written, int | float)
-                and now - written <= FRESH and status.get("running", True) is not False):
+    for role in RECORD_FILES:
+        record = read_record(state_dir, role)
+        if record is not None:
             counts[role] = record["count"]
     return counts
 
@@ -102,8 +99,7 @@ def wait_for_records(state_dir: str, before: dict[str, int],
     while True:
         for role, count in before.items():
             if role not in done:
-                path = os.path.join(state_dir, STATUS_FILES[role])
-                record = reload_record(read_status_file(path))
+                record = read_record(state_dir, role)
                 if record is not None and record["count"] > count:
                     done[role] = record
         if len(done) == len(before) or time.monotonic() >= deadline:
@@ -125,6 +121,28 @@ def describe(role: str, record: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- the command
 
 
+def validate(config: str, strict: bool, config_id: str | None, input_format: str) -> bool:
+    """Load ``config`` here; print its problems. False when it has errors."""
+    try:
+        _, warnings = load_config(config, strict=strict, config_id=config_id,
+                                  input_format=input_format, cache=None)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        failed = sum(1 for p in error.problems if p.severity == "error")
+        print(f"{config}: configuration is NOT valid ({failed} error(s), "
+              f"{len(error.problems) - failed} warning(s)); the director was not "
+              f"reloaded", file=sys.stderr)
+        return False
+    except OSError as error:
+        print(f"{config}: cannot read: {error.strerror or error}; the director was not "
+              f"reloaded", file=sys.stderr)
+        return False
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    return True
+
+
 def run_reload(options: argparse.Namespace) -> int:
     state_dir = options.state_dir or state_files.DEFAULT_STATE_DIR
     pid = state_files.running_pid(state_dir)
@@ -137,30 +155,24 @@ def run_reload(options: argparse.Namespace) -> int:
     config_id = options.config_id or (running.config_id if running is not None else None)
     input_format = options.input_format or (running.input_format if running else "auto")
     strict = bool(running.strict) if running is not None else False
-    try:
-        _, warnings = load_config(config, strict=strict, config_id=config_id,
-                                  input_format=input_format)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        failed = sum(1 for p in error.problems if p.severity == "error")
-        print(f"{config}: configuration is NOT valid ({failed} error(s), "
-              f"{len(error.problems) - failed} warning(s)); the director was not "
-              f"reloaded", file=sys.stderr)
+    # The running director validates its own file on SIGHUP (both children, before
+    # they change anything) and its records carry every problem: loading a large
+    # file here too would double the reload's time.
+    its_own = running is not None and os.path.realpath(config) == os.path.realpath(
+        running.config)
+    if not its_own and not validate(config, strict, config_id, input_format):
         return REFUSED
-    except OSError as error:
-        print(f"{config}: cannot read: {error.strerror or error}; the director was not "
-              f"reloaded", file=sys.stderr)
-        return REFUSED
-    for warning in warnings:
-        print(warning, file=sys.stderr)
     if pid is None:
         print(f"director reload: {config} is valid, but no director is running with "
               f"state directory {state_dir}", file=sys.stderr)
         return NOT_RUNNING
+    if running is not None and not its_own:
+        print(f"director reload: {config} is valid, but the running director (pid {pid}) "
+              f"reads {running.config}: it was not reloaded", file=sys.stderr)
+        return REFUSED
 
     start = time.monotonic()
-    before = reload_counts(state_dir, time.time())
+    before = reload_counts(state_dir)
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
@@ -173,6 +185,7 @@ def run_reload(options: argparse.Namespace) -> int:
     records = wait_for_records(state_dir, before, options.timeout)
     took = time.monotonic() - start
     failed = False
+    printed: set[str] = set()  # both children report the same problems
     for role in before:
         record = records.get(role)
         if record is None:
@@ -181,11 +194,13 @@ def run_reload(options: argparse.Namespace) -> int:
         print(describe(role, record))
         if record.get("ok") is False:
             failed = True
-            for problem in record.get("problems") or []:
+        for problem in record.get("problems") or []:
+            if problem not in printed:
+                printed.add(problem)
                 print(f"  {problem}", file=sys.stderr)
     if failed:
-        print(f"director reload: {config} was NOT applied everywhere (see above)",
-              file=sys.stderr)
+        print(f"director reload: {config} was NOT applied (see above); the director "
+              f"keeps running its previous configuration", file=sys.stderr)
         return REFUSED
     if len(records) < len(before):
         return TIMED_OUT

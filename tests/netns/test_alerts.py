@@ -120,6 +120,10 @@ def test_checkers_child_mails_a_real_server_down_and_up(lab: Lab, tmp_path: Path
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # before the writer opens it
     lines: list[str] = []
+    for name, status in (("down", 3), ("up", 0)):  # notify_down's failure is logged
+        script = tmp_path / f"{name}.sh"
+        script.write_text(f"#!/bin/sh\ntouch {tmp_path}/{name}\nexit {status}\n")
+        script.chmod(0o755)
 
     def fifo_lines() -> list[str]:
         with contextlib.suppress(BlockingIOError):
@@ -135,8 +139,8 @@ virtual_server {VIP} 80 {{
     protocol TCP
     real_server {address} 80 {{
         weight {weight}
-        notify_down "/usr/bin/touch {tmp_path}/down"
-        notify_up "/usr/bin/touch {tmp_path}/up"
+        notify_down {tmp_path}/down.sh
+        notify_up {tmp_path}/up.sh
         TCP_CHECK {{
             connect_timeout 1
             retry 0
@@ -157,11 +161,16 @@ virtual_server {VIP} 80 {{
     assert first["reload"]["count"] == 0
     assert not (state / "director.pid").exists()  # the supervisor's, not the child's
 
+    def notify_down_failed(text: str) -> str:
+        line = text.splitlines().index(f"        notify_down {tmp_path}/down.sh") + 1
+        return f"notify script '{tmp_path}/down.sh' ({conf}:{line}:"
+
     http.stop()
     wait_until(lambda: len(mails(received)) >= 1, 10, message="the DOWN mail")
     wait_until(lambda: (tmp_path / "down").exists(), 5, message="notify_down ran")
+    logged(proc, notify_down_failed(config()))
     assert not (tmp_path / "up").exists()
-    serve()
+    http = serve()
     wait_until(lambda: len(mails(received)) >= 2, 10, message="the UP mail")
     wait_until(lambda: (tmp_path / "up").exists(), 5, message="notify_up ran")
     rs_vs = f"[{address}]:tcp:80 [{VIP}]:tcp:80"
@@ -202,6 +211,17 @@ virtual_server {VIP} 80 {{
     assert 0 < record["load_seconds"] <= record["seconds"] < 5
     assert "event=reload_refused role=checkers problems=1" in proc.output()
     assert "event=reload_ok role=checkers" in proc.output()
+
+    # lines added above the virtual server: the reload reuses it as it was and gives it
+    # its new lines afterwards; messages then name those
+    moved = config(weight=3).replace("\nvirtual_server", "# one\n# two\n\nvirtual_server")
+    conf.write_text(moved)
+    proc.send_signal(signal.SIGHUP)
+    logged(proc, "the virtual servers that moved take their new lines")
+    record = read_json(state / "checkers-reload.json")["reload"]
+    assert record["count"] == 3 and record["ok"] is True and record["operations"] == 0
+    http.stop()
+    logged(proc, notify_down_failed(moved))
 
     assert proc.stop(signal.SIGTERM, timeout=10) == 0, proc.output()
     os.close(reader)

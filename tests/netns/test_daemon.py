@@ -302,11 +302,13 @@ def test_children_restart_alone_and_reloads(lab: Lab, daemons: list[Daemon]):
     assert daemon.child_pids() == (new_vrrp, new_checkers)
     assert daemon.instance()["state"] == "MASTER"
 
-    # director reload: refused (1) with the problems, then applied (0)
+    # director reload: refused (1) with the children's problems, then applied (0)
     done = director_reload(daemon)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert scheduler in done.stderr
-    assert daemon.reload_counts() == (before[0] + 1, before[1] + 1)  # not signalled
+    assert scheduler in done.stderr and done.stderr.count(scheduler) == 1
+    assert "checkers: FAILED" in done.stdout and "vrrp: FAILED" in done.stdout
+    assert daemon.reload_counts() == (before[0] + 2, before[1] + 2)
+    assert daemon.child_pids() == (new_vrrp, new_checkers)
     daemon.conf.write_text(config(150, weight=5))
     done = director_reload(daemon)
     assert done.returncode == 0, done.stdout + done.stderr

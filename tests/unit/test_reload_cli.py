@@ -1,5 +1,5 @@
 """`director reload` against a stand-in director: a process named `director` that
-writes the two status files with a reload record and counts its SIGHUPs, as the
+writes the children's two reload record files and counts its SIGHUPs, as the
 supervised children do (tests/netns/test_daemon.py runs it against the real daemon)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ virtual_server 203.0.113.10 80 {
 BROKEN = VALID.replace("lb_algo wrr", "lb_algo nosuch").replace("delay_loop 1",
                                                                   "delay_loop -1")
 
-# The stand-in: SIGHUP -> reload.count + 1 in both status files (ok unless
+# The stand-in: SIGHUP -> reload.count + 1 in both record files (ok unless
 # FAKE_REFUSE is set).
 FAKE = '''
 import json, os, signal, sys, time
@@ -41,15 +41,14 @@ refuse = bool(os.environ.get("FAKE_REFUSE"))
 hups = [0]
 signal.signal(signal.SIGHUP, lambda *_: hups.__setitem__(0, hups[0] + 1))
 def write():
-    for name, ops in (("status.json", 3), ("vrrp-status.json", None)):
+    for name, ops in (("checkers-reload.json", 3), ("vrrp-reload.json", None)):
         record = {"count": hups[0], "at": time.time(), "ok": not refuse if hups[0] else None,
                   "seconds": 0.0125, "problems": ["x.conf:1:1: refused"] if refuse else []}
         if ops is not None:
             record["operations"] = ops
         path = os.path.join(state, name)
         with open(path + ".tmp", "w") as f:
-            json.dump({"pid": os.getpid(), "running": True, "written_at": time.time(),
-                       "reload": record}, f)
+            json.dump({"pid": os.getpid(), "reload": record}, f)
         os.replace(path + ".tmp", path)
 while True:
     write()
@@ -79,7 +78,7 @@ def daemon(tmp_path: Path, conf: Path) -> Iterator[Callable[..., subprocess.Pope
         procs.append(proc)
         deadline = time.monotonic() + 10
         while not all((state / name).exists()
-                      for name in ("director.pid", "status.json", "vrrp-status.json")):
+                      for name in ("director.pid", "checkers-reload.json", "vrrp-reload.json")):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
         return proc
@@ -92,7 +91,7 @@ def daemon(tmp_path: Path, conf: Path) -> Iterator[Callable[..., subprocess.Pope
 
 def counts(state: Path) -> list[int]:
     return [json.loads((state / name).read_text())["reload"]["count"]
-            for name in ("status.json", "vrrp-status.json")]
+            for name in ("checkers-reload.json", "vrrp-reload.json")]
 
 
 def test_applied_with_the_daemons_own_config(daemon, tmp_path: Path, conf: Path, capsys):
@@ -106,25 +105,42 @@ def test_applied_with_the_daemons_own_config(daemon, tmp_path: Path, conf: Path,
     assert counts(tmp_path / "state") == [1, 1]
 
 
-def test_an_invalid_config_is_refused_and_the_daemon_not_signalled(daemon, tmp_path: Path,
-                                                                   conf: Path, capsys):
+def test_another_file_is_only_validated(daemon, tmp_path: Path, conf: Path, capsys):
     daemon()
-    conf.write_text(BROKEN)
-    assert main(["reload", "--state-dir", str(tmp_path / "state")]) == REFUSED
+    other = tmp_path / "other.conf"
+    other.write_text(BROKEN)
+    state = str(tmp_path / "state")
+    assert main(["reload", "-f", str(other), "--state-dir", state]) == REFUSED
     err = capsys.readouterr().err
-    assert f"{conf}:4:13: unknown scheduler 'nosuch'" in err
-    assert f"{conf}:3:16:" in err  # every problem, each with its place
+    assert f"{other}:4:13: unknown scheduler 'nosuch'" in err
+    assert f"{other}:3:16:" in err  # every problem, each with its place
     assert "NOT valid (2 error(s)" in err
+    other.write_text(VALID)
+    assert main(["reload", "-f", str(other), "--state-dir", state]) == REFUSED
+    assert f"reads {conf}: it was not reloaded" in capsys.readouterr().err
     time.sleep(0.2)
-    assert counts(tmp_path / "state") == [0, 0]
+    assert counts(tmp_path / "state") == [0, 0]  # not signalled
+    assert main(["reload", "-f", str(conf), "--state-dir", state]) == 0  # its own
 
 
-def test_a_child_that_fails_to_apply_makes_it_refused(daemon, tmp_path: Path, capsys):
+def test_no_director_running_validates_only(tmp_path: Path, conf: Path, capsys):
+    state = str(tmp_path / "state")
+    assert main(["reload", "-f", str(conf), "--state-dir", state]) == NOT_RUNNING
+    assert "is valid, but no director is running" in capsys.readouterr().err
+    conf.write_text(BROKEN)
+    assert main(["reload", "-f", str(conf), "--state-dir", state]) == REFUSED
+
+
+def test_the_directors_refusal_and_its_problems(daemon, tmp_path: Path, conf: Path,
+                                                capsys):
     daemon(FAKE_REFUSE="1")
+    conf.write_text(BROKEN)  # the director validates its own file: not loaded here
     assert main(["reload", "--state-dir", str(tmp_path / "state")]) == REFUSED
     captured = capsys.readouterr()
-    assert "checkers: FAILED" in captured.out
-    assert "x.conf:1:1: refused" in captured.err
+    assert "checkers: FAILED" in captured.out and "vrrp: FAILED" in captured.out
+    assert captured.err.count("x.conf:1:1: refused") == 1  # both children's, once
+    assert "keeps running its previous configuration" in captured.err
+    assert counts(tmp_path / "state") == [1, 1]
 
 
 def test_no_reload_seen_in_time(daemon, tmp_path: Path, capsys):
