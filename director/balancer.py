@@ -354,9 +354,7 @@ class Balancer:
             state = self.quorum.get(vs_id)
             if state is None:
                 kept[vs_id] = self._start_quorum(vs)
-            elif vs_id in unchanged:
-                kept[vs_id] = state
-            else:
+            else:  # equal settings when unchanged, but this configuration's origins
                 kept[vs_id] = state.reconfigured(vs)
         self.quorum = kept
         self._mark_reloaded(old, unchanged)

@@ -400,6 +400,23 @@ async def test_reload_with_a_new_quorum_reconfigures_the_state(tmp_path, probe, 
         await b.stop()
 
 
+async def test_an_equal_config_from_other_lines_gives_its_origins(tmp_path, probe, scripts):
+    """A reload whose virtual servers only moved (or the origins a reload moves after
+    it applied the change): nothing changes but where messages say things were."""
+    text = virtual_server(real_server(11, 2), extra="quorum_up /bin/true")
+    b = make(load(tmp_path, text), MemoryBackend(), tmp_path, probe, scripts)
+    await b.start()
+    try:
+        moved = load(tmp_path, "\n\n" + text, "moved.conf")
+        assert await b.reload(moved, announce=False) == 0
+        state = b.quorum[VS80]
+        assert state.quorum_up is not None
+        assert state.quorum_up.origin == moved.virtual_servers[0].quorum_up.origin
+        assert "moved.conf:" in state.quorum_up.origin
+    finally:
+        await b.stop()
+
+
 # ---------------------------------------------------------------- adopting the kernel's table
 
 
