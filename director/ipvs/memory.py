@@ -48,6 +48,7 @@ KERNEL_SCHEDULERS = frozenset(
 KERNEL_PERSISTENCE_ENGINES = frozenset({"sip"})
 # Debian's amd64 kernels; the largest timeout the kernel takes is INT_MAX / HZ seconds.
 KERNEL_HZ = 250
+LOG_LIMIT = 10_000  # operations kept in MemoryBackend.log
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,8 @@ class MemoryBackend(Backend):
         self._timeouts = DEFAULT_TIMEOUTS
         self._services: dict[ServiceKey, ServiceSettings] = {}
         self._destinations: dict[ServiceKey, dict[DestinationKey, DestinationSettings]] = {}
-        # Every operation applied successfully, in order (refused ones are not logged).
+        # The operations applied successfully, in order (refused ones are not logged):
+        # the last LOG_LIMIT or more (a dry-run daemon runs for months).
         self.log: list[Operation] = []
         for key, service in (table or {}).items():
             self.apply(Operation(OperationKind.ADD_SERVICE, key, service.settings))
@@ -103,6 +105,8 @@ class MemoryBackend(Backend):
         }[op.kind]
         handler(op)
         self.log.append(op)
+        if len(self.log) > 2 * LOG_LIMIT:
+            del self.log[:-LOG_LIMIT]
 
     # ------------------------------------------------------------------ sync daemons
 

@@ -455,3 +455,14 @@ def test_a_timeout_above_int_max_over_hz_is_refused_and_nothing_changes() -> Non
     assert error.code == errno.EINVAL
     assert error.message.startswith("cannot set the connection timeouts (tcp 5, udp 21474837)")
     assert backend.timeouts() == Timeouts(900, 120, 21474836)
+
+
+def test_the_operation_log_is_bounded() -> None:
+    from director.ipvs import memory
+
+    backend = MemoryBackend()
+    for _ in range(memory.LOG_LIMIT + 10):
+        backend.apply(add_service())
+        backend.apply(Operation(OperationKind.DELETE_SERVICE, WEB))
+    assert memory.LOG_LIMIT <= len(backend.log) <= 2 * memory.LOG_LIMIT
+    assert backend.log[-1].kind is OperationKind.DELETE_SERVICE
