@@ -183,7 +183,8 @@ class Reloader:
             await self.publish()
             await self.after()
             if new is not None:
-                if self.adopt_origins is not None:
+                # with another SIGHUP waiting, its reload moves them (from where they are)
+                if self.adopt_origins is not None and len(self._tasks) == 1:
                     await self._settle(new, self.adopt_origins)
                 heap.settle()
 

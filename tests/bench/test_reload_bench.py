@@ -41,6 +41,7 @@ import pytest
 
 from director import heap
 from director.balancer import Balancer
+from director.child_reload import RECORD_FILES
 from director.config.incremental import LoadCache
 from director.config.keepalived import load_keepalived
 from director.ipvs.memory import MemoryBackend
@@ -316,6 +317,95 @@ def test_reload_in_the_kernel(tmp_path: Path, make_netns: Callable[[], Netns],
             if "reload" in line.lower():
                 print(f"  log: {line}")
         assert table_size(ns) == (VIRTUAL, VIRTUAL * REAL)
+
+
+def record(state_dir: Path, role: str) -> dict[str, Any]:
+    try:
+        data = json.loads((state_dir / RECORD_FILES[role]).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("reload") or {} if isinstance(data, dict) else {}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.skipif(in_kernel_guest(), reason="the guest's memory does not hold it: "
+                    "test_reload_in_the_kernel is the guest's")
+def test_reload_through_the_daemon(tmp_path: Path, make_netns: Callable[[], Netns]) -> None:
+    """The whole daemon on the host: `director run` (supervisor, VRRP child, checkers
+    child) with the IPVS table in memory (--memory-ipvs: the host has no ip_vs), 40,000
+    real servers answering on a namespace's lo; SIGHUP (and `director reload`) after
+    each edit, each child's reload record (SIGHUP -> change applied) and the time until
+    both records are in, polled from outside."""
+    ns = make_netns()
+    real_servers_up(ns, REAL + 1)
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(generate(VIRTUAL, REAL, delay_loop=3600))
+    state_dir = tmp_path / "state"
+    print(f"\nreload through the whole daemon on the host (2 CPUs, IPVS in memory): "
+          f"{VIRTUAL:,} x {REAL}, {CHANGED} virtual servers changed")
+    with started(ns, [sys.executable, "-c", RESPONDER], tmp_path / "responder.log"), \
+            started(ns, [sys.executable, "-m", "director.cli.main", "run", "-f", str(conf),
+                         "--memory-ipvs", "--state-dir", str(state_dir), "--log-level",
+                         "info"], tmp_path / "director.log") as director:
+        up = wait_for(lambda: status(state_dir).get("running") is True
+                      and all(record(state_dir, role) for role in RECORD_FILES), 300, 0.2)
+        pids = {role: json.loads((state_dir / name).read_text())["pid"]
+                for role, name in RECORD_FILES.items()}
+        print(f"  start: both children running after {up:.1f} s; RSS " + ", ".join(
+            f"{role} {rss_mib(pid):.0f} MiB" for role, pid in pids.items()))
+        time.sleep(3)
+        counts = {role: 0 for role in RECORD_FILES}
+
+        def reload_by_signal(text: str, what: str, operations: int) -> None:
+            conf.write_text(text)
+            sent = time.perf_counter()
+            director.send_signal(signal.SIGHUP)
+            took = wait_for(lambda: all(record(state_dir, role).get("count") == counts[role] + 1
+                                        for role in RECORD_FILES), 60, 0.01)
+            for role in RECORD_FILES:
+                counts[role] += 1
+            records = {role: record(state_dir, role) for role in RECORD_FILES}
+            assert all(r["ok"] for r in records.values()), records
+            assert records["checkers"]["operations"] == operations
+            print(f"  {what}: SIGHUP -> both records in {took:.3f} s (sent "
+                  f"{time.perf_counter() - sent:.3f} s ago); " + "; ".join(
+                      f"{role} {r['seconds']:.3f} s (load {r['load_seconds']:.3f}, apply "
+                      f"{r['apply_seconds']:.3f})" for role, r in records.items())
+                  + f"; {operations} IPVS operations")
+            time.sleep(3)  # the origins moved after the apply, and the heap settled
+
+        reload_by_signal(generate(VIRTUAL, REAL, CHANGED, delay_loop=3600),
+                         "1%, every later block moves", 3 * CHANGED)
+        text = weights_changed_in_place(conf.read_text(), CHANGED)
+        reload_by_signal(text, "1%, weights changed in place", CHANGED)
+        conf.write_text(generate(VIRTUAL, REAL, 2 * CHANGED, delay_loop=3600))
+        started_at = time.perf_counter()
+        done = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-m",
+                               "director.cli.main", "reload", "--state-dir", str(state_dir)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        took = time.perf_counter() - started_at
+        assert done.returncode == 0, done.stdout + done.stderr
+        print(f"  `director reload` (another 1% edit, blocks moved), the command's whole "
+              f"run: {took:.3f} s")
+        for line in done.stdout.splitlines():
+            print(f"    {line}")
+        print("  RSS after the reloads: " + ", ".join(
+            f"{role} {rss_mib(pid):.0f} MiB" for role, pid in pids.items()))
+
+        def moved() -> list[str]:
+            log = (tmp_path / "director.log").read_text(errors="replace")
+            return [line for line in log.splitlines() if "take their new lines" in line]
+
+        wait_for(lambda: len(moved()) == 2, 30)  # the two reloads whose blocks moved
+        for line in moved():
+            print(f"  log: {line.split('] ', 1)[-1]}")
+        assert "Traceback" not in (tmp_path / "director.log").read_text(errors="replace")
 
 
 def tail(path: Path, lines: int = 5) -> str:
