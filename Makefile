@@ -47,8 +47,8 @@ test-kernel: venv deps
 # Host benchmarks, then the kernel ones (ours vs ipvsadm-restore) in the UML guest.
 bench: venv deps
 	$(SUDO) $(BIN)/python -m pytest tests/bench -s -q
-	$(SUDO) $(BIN)/python tests/kernel/uml.py tests/bench/test_kernel_bench.py \
-		tests/bench/test_reload_bench.py::test_keepalived_reload_beside_ours -s -v
+	$(SUDO) $(BIN)/python tests/kernel/uml.py --uml-max-map-count 262144 \
+		tests/bench/test_kernel_bench.py tests/bench/test_reload_bench.py -s -v
 
 lint: venv
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ from typing import Any
 
 from director import heap, state_files
 from director.config.errors import ConfigError
-from director.config.load import load_config, settle_config
+from director.config.load import load_config, reuse_summary, settle_config
 from director.config.relocate import Unrelocatable
 
 # Each child's reload record alone, written the moment a reload is done: the supervisor
@@ -71,6 +71,7 @@ async def reloaded_config(options: argparse.Namespace, log) -> tuple[Any, list[s
         return None, [f"{options.config}: {error}"]
     for problem in problems:
         log.warning("reload: %s", problem)
+    log.info("reload: %s loaded: %s", options.config, reuse_summary())
     return new, [str(p) for p in problems]
 
 
@@ -131,6 +132,7 @@ class Reloader:
         self.record_path = (os.path.join(state_dir, RECORD_FILES[role])
                             if state_dir else None)
         self._lock = asyncio.Lock()
+        self._started = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_hup(self) -> None:
@@ -148,8 +150,14 @@ class Reloader:
             with contextlib.suppress(OSError):
                 os.unlink(self.record_path)
 
+    async def started(self) -> None:
+        """The child runs: reloads may apply from now on (a SIGHUP during the start
+        waits for it), and the record file says so."""
+        self._started.set()
+        await self.publish()
+
     async def publish(self) -> None:
-        """The record to its file (at the start, and after each reload)."""
+        """The record to its file (once the child runs, and after each reload)."""
         if self.record_path is None:
             return
         data = {"pid": os.getpid(), "reload": self.record.as_data()}
@@ -160,6 +168,7 @@ class Reloader:
 
     async def _reload(self, received: float, at: float) -> None:
         loop = asyncio.get_running_loop()
+        await self._started.wait()
         async with self._lock:
             self.record.at = at
             self.loading(True)

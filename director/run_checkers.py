@@ -116,9 +116,9 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     try:
-        await reloader.publish()
         await balancer.start()
         heap.settle(full=True)
+        await reloader.started()
         log.info("running: %d virtual server(s); pid %d", len(config.virtual_servers),
                  os.getpid())
         await stopping.wait()

@@ -127,9 +127,9 @@ async def _serve_vrrp(options: argparse.Namespace, config, log) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM", True)
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT", False)
     try:
-        await reloader.publish()
         await runtime.start()
         heap.settle(full=True)
+        await reloader.started()
         log.info("running VRRP: %d instance(s); pid %d", len(runtime.runners), os.getpid())
         if state_dir:
             status_task = loop.create_task(

@@ -51,3 +51,9 @@ def settle_config(config: Config, cache: LoadCache = _CACHE) -> Config:
     """The last configuration `load_config` returned with the origins it left behind
     (``defer_moves``) moved to their lines; any other configuration as it is."""
     return cache.settle(config)
+
+
+def reuse_summary(cache: LoadCache = _CACHE) -> str:
+    """What the last load through ``cache`` reused, for the reload's log line."""
+    return (f"{cache.reused} virtual server(s) reused ({cache.moved} moved to other lines), "
+            f"the rest built")

@@ -4,14 +4,18 @@ The host kernel has no IPVS, so this boots Debian's user-mode-linux kernel (an
 ordinary process) with the host's / as its read-only root, loads ip_vs from the
 UML modules, runs pytest in there and passes its exit status back.
 
-    .venv/bin/python tests/kernel/uml.py [--uml-timeout SECONDS] [--uml-mem SIZE] [--uml-help]
-                                          [pytest args...]
+    .venv/bin/python tests/kernel/uml.py [--uml-timeout SECONDS] [--uml-mem SIZE]
+                                          [--uml-max-map-count N] [--uml-help] [pytest args...]
     .venv/bin/python tests/kernel/uml.py [--uml-...] --run PROGRAM [program args...]
 
 Without pytest args it runs `tests/kernel -v`. With `--run`, the guest runs the Python
 program PROGRAM (with the venv's Python, LVS_KERNEL_GUEST=1 and tests/kernel on
 sys.path) instead of pytest; every word after PROGRAM is its argument.
 Paths are relative to the repo root.
+UML maps each guest page it hands a guest process into that process's host twin, so a
+guest process of more than ~250 MB can exceed the host's vm.max_map_count (65,530 by
+default; the guest log says "UML ran out of memory on the host side") and is killed:
+``--uml-max-map-count N`` raises the host's limit to N for the run (restored after).
 The kernel package is fetched once into the git-ignored `.cache/uml/`; missing host
 tools (kmod's modprobe, ipvsadm, iproute2's ip) are installed with apt-get.
 
@@ -339,9 +343,31 @@ def watch_guest(
     )
 
 
-def parse_args(argv: list[str]) -> tuple[float, str, list[str], list[str] | None]:
-    """(timeout, mem, pytest args, program argv or None)."""
+MAX_MAP_COUNT = Path("/proc/sys/vm/max_map_count")
+
+
+@contextlib.contextmanager
+def host_max_map_count(wanted: int | None):
+    """The host's vm.max_map_count at least ``wanted`` while the guest runs."""
+    before = int(MAX_MAP_COUNT.read_text()) if wanted else 0
+    if not wanted or before >= wanted:
+        yield
+        return
+    try:
+        MAX_MAP_COUNT.write_text(f"{wanted}\n")
+    except OSError as exc:
+        raise HostError(f"cannot raise vm.max_map_count to {wanted}: {exc}") from None
+    log(f"host vm.max_map_count {before} -> {wanted} for this run")
+    try:
+        yield
+    finally:
+        MAX_MAP_COUNT.write_text(f"{before}\n")
+
+
+def parse_args(argv: list[str]) -> tuple[float, str, list[str], list[str] | None, int | None]:
+    """(timeout, mem, pytest args, program argv or None, host vm.max_map_count)."""
     timeout, mem, rest = DEFAULT_TIMEOUT, DEFAULT_MEM, []
+    max_map_count: int | None = None
     program: list[str] | None = None
     items = iter(argv)
     for arg in items:
@@ -351,7 +377,7 @@ def parse_args(argv: list[str]) -> tuple[float, str, list[str], list[str] | None
                 sys.exit("uml: --run needs a program (a path relative to the repo root)")
             break
         name, eq, value = arg.partition("=")
-        if name in ("--uml-timeout", "--uml-mem"):
+        if name in ("--uml-timeout", "--uml-mem", "--uml-max-map-count"):
             if not eq:
                 value = next(items, "")
             if name == "--uml-timeout":
@@ -359,6 +385,10 @@ def parse_args(argv: list[str]) -> tuple[float, str, list[str], list[str] | None
                     timeout = float(value)
                 except ValueError:
                     sys.exit(f"uml: --uml-timeout needs seconds, got {value!r}")
+            elif name == "--uml-max-map-count":
+                if not value.isdigit():
+                    sys.exit(f"uml: --uml-max-map-count needs a number, got {value!r}")
+                max_map_count = int(value)
             else:
                 mem = value
         elif arg == "--uml-help":
@@ -368,7 +398,7 @@ def parse_args(argv: list[str]) -> tuple[float, str, list[str], list[str] | None
             rest.append(arg)
     if program is not None and rest:
         sys.exit(f"uml: pytest arguments and --run do not mix: {shlex.join(rest)}")
-    return timeout, mem, rest or list(DEFAULT_PYTEST_ARGS), program
+    return timeout, mem, rest or list(DEFAULT_PYTEST_ARGS), program, max_map_count
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -381,7 +411,7 @@ def seconds(value: float | None) -> str:
 
 def main(argv: list[str]) -> int:
     started = time.monotonic()
-    timeout, mem, pytest_args, program = parse_args(argv)
+    timeout, mem, pytest_args, program, max_map_count = parse_args(argv)
     # A plain kill of this script should still take the guest down with it.
     signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -393,7 +423,8 @@ def main(argv: list[str]) -> int:
                 else f"pytest {shlex.join(pytest_args)}")
         log(f"booting UML {kernel.version} ({fetched}), mem={mem}, timeout {timeout:.0f} s: "
             f"{what}")
-        run = boot_guest(kernel, pytest_args, timeout, mem, program)
+        with host_max_map_count(max_map_count):
+            run = boot_guest(kernel, pytest_args, timeout, mem, program)
     except HostError as exc:
         log(f"cannot prepare the host: {exc}")
         return EXIT_HOST_FAILED

@@ -202,13 +202,19 @@ def test_samples_load_the_same_twice_and_moved(tmp_path: Path) -> None:
 # --------------------------------------------------------------------- reuse, and moves
 
 
-def test_unchanged_blocks_are_reused_and_moved_ones_get_their_new_lines(tmp_path: Path) -> None:
+def base_loaded(tmp_path: Path) -> tuple[Path, LoadCache, list[str], Any]:
+    """The base blocks written and loaded once through a new cache."""
     path = tmp_path / "keepalived.conf"
     cache = LoadCache()
     blocks = base_blocks()
     path.write_text("".join(blocks))
     first, _ = cache.load(str(path))
     assert cache.reused == 0
+    return path, cache, blocks, first
+
+
+def test_unchanged_blocks_are_reused_and_moved_ones_get_their_new_lines(tmp_path: Path) -> None:
+    path, cache, blocks, first = base_loaded(tmp_path)
 
     cache.load(str(path))
     assert (cache.reused, cache.moved) == (9, 0)
@@ -265,11 +271,7 @@ def test_a_file_that_changes_back_and_forth_is_never_served_stale(tmp_path: Path
 
 
 def test_deferred_moves_copy_nothing_until_settled(tmp_path: Path) -> None:
-    path = tmp_path / "keepalived.conf"
-    cache = LoadCache()
-    blocks = base_blocks()
-    path.write_text("".join(blocks))
-    first, _ = cache.load(str(path))
+    path, cache, blocks, first = base_loaded(tmp_path)
     blocks.insert(2, "# two\n# lines\n")
     path.write_text("".join(blocks))
     config, _ = cache.load(str(path), defer_moves=True)
@@ -287,11 +289,7 @@ def test_deferred_moves_copy_nothing_until_settled(tmp_path: Path) -> None:
 
 
 def test_a_load_with_problems_does_not_defer_moves(tmp_path: Path) -> None:
-    path = tmp_path / "keepalived.conf"
-    cache = LoadCache()
-    blocks = base_blocks()
-    path.write_text("".join(blocks))
-    cache.load(str(path))
+    path, cache, blocks, _ = base_loaded(tmp_path)
     blocks.insert(2, "# two\n# lines\n")
     blocks.append("virtual_server 203.0.113.1 80 {\n    protocol TCP\n}\n")  # a duplicate
     path.write_text("".join(blocks))
