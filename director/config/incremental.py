@@ -39,9 +39,6 @@ from director.config.tree import Node, Word
 # Text that makes a piece's meaning depend on more than itself, or that the reader
 # reports (control characters, a byte order mark, CR line ends).
 _NOT_PLAIN = re.compile(r'[$\\\x00-\x08\x0b-\x1f\x7f\ufeff]')  # and "include"
-# A statement that starts with '@' (a conditional line) or '~' (~SEQ, ~LST): a
-# statement starts a line or follows a brace. ("ops@example.org" is only a word.)
-_MARKED_STATEMENT = re.compile(r"(?:^|[{}])[ \t]*[@~]", re.MULTILINE)
 # Where a top-level statement may start: a word at the start of a line.
 _STATEMENT_START = re.compile(r"^[^\s#!{}]", re.MULTILINE)
 _COMMENT = re.compile(r"[#!][^\n]*")
@@ -280,9 +277,24 @@ def _plain_text(path: str) -> str | None:
             text = f.read().decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    if "include" in text or _NOT_PLAIN.search(text) or _MARKED_STATEMENT.search(text):
+    if "include" in text or _NOT_PLAIN.search(text) or _marked_statement(text):
         return None
     return text
+
+
+def _marked_statement(text: str) -> bool:
+    """Whether a statement starts with '@' (a conditional line) or '~' (~SEQ, ~LST).
+    A statement starts a line or follows a brace ("ops@example.org" is only a word)."""
+    for mark in "@~":
+        at = text.find(mark)
+        while at >= 0:
+            before = at - 1
+            while before >= 0 and text[before] in " \t":
+                before -= 1
+            if before < 0 or text[before] in "\n{}":
+                return True
+            at = text.find(mark, at + 1)
+    return False
 
 
 def _read(piece: str, path: str, first_line: int, config_id: str | None) -> list[Node]:

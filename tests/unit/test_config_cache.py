@@ -245,8 +245,11 @@ def test_changed_global_settings_rebuild_every_virtual_server(tmp_path: Path) ->
     check_same(cache, path)
 
 
-@pytest.mark.parametrize("extra", ["$X=1\n", "@other global_defs {\n}\n", 'include "x.conf"\n',
-                                   "~SEQ(i, 1, 2) notification_email_from a$i@example.com\n"])
+@pytest.mark.parametrize("extra", [
+    "$X=1\n", "@other global_defs {\n}\n", 'include "x.conf"\n',
+    "~SEQ(i, 1, 2) notification_email_from a$i@example.com\n",
+    "global_defs {\n  @^lb1 router_id x\n}\n", "global_defs { @lb1 router_id x }\n",
+    "global_defs {\n\t~LST(i, a) router_id x\n}\n", "global_defs {\n  router_id a\\b\n}\n"])
 def test_files_with_preprocessing_are_loaded_from_scratch(tmp_path: Path, extra: str) -> None:
     path = tmp_path / "keepalived.conf"
     cache = LoadCache()
