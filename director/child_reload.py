@@ -229,6 +229,17 @@ def read_record(state_dir: str, role: str) -> dict[str, Any] | None:
     return reload_record(data)
 
 
+def newer_records(state_dir: str, before: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The reload record of each role in ``before`` (role -> count) that is newer than
+    that count."""
+    newer = {}
+    for role, count in before.items():
+        record = read_record(state_dir, role)
+        if record is not None and record["count"] > count:
+            newer[role] = record
+    return newer
+
+
 def reload_record(status: dict[str, Any] | None) -> dict[str, Any] | None:
     """The "reload" record of a status file (None: the file has none)."""
     record = status.get("reload") if isinstance(status, dict) else None

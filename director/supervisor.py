@@ -13,8 +13,7 @@ kill -9 of the parent leaves no orphan half-director behind.
 Signals to the parent:
 - SIGHUP: SIGHUP both children at once (each loads and validates the file, keeps its
   configuration when it has errors, else applies the difference) and wait for their
-  reload records: a refusal is logged once, with the first problem (`director reload`
-  validates before it signals);
+  reload records: a refusal is logged once, with the first problem;
 - SIGTERM: SIGTERM to the VRRP child (it hands over), then, once it is gone, to the
   checkers (they remove their IPVS services unless --keep-ipvs): each waited up to 30 s
   (then SIGKILL); exit 0. SIGINT: both at once, the VRRP child stopping at once;
@@ -39,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from director import state_files
-from director.child_reload import read_record, read_status_file
+from director.child_reload import newer_records, read_record, read_status_file
 from director.dumps import DUMP_SIGNALS, write_dump
 from director.events import emit
 from director.restart_policy import GiveUp, RestartPolicy
@@ -443,13 +442,9 @@ class Supervisor:
         done: dict[str, dict[str, Any]] = {}
         children = {c.role: c for c in self.children}
         while True:
-            for role, count in before.items():
-                child = children[role]
-                if role in done or not child.running:
-                    continue
-                record = await asyncio.to_thread(read_record, self.state_dir, role)
-                if record is not None and record["count"] > count:
-                    done[role] = record
+            asked = {r: c for r, c in before.items() if r not in done and children[r].running}
+            if asked:
+                done |= await asyncio.to_thread(newer_records, self.state_dir, asked)
             waiting = [r for r in before if r not in done and children[r].running]
             if not waiting or time.monotonic() >= deadline or self._stopping.is_set():
                 return done

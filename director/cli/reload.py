@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from director import state_files
-from director.child_reload import RECORD_FILES, read_record
+from director.child_reload import RECORD_FILES, newer_records, read_record
 from director.config.errors import ConfigError
 from director.config.load import FORMATS, load_config
 
@@ -97,11 +97,7 @@ def wait_for_records(state_dir: str, before: dict[str, int],
     deadline = time.monotonic() + timeout
     done: dict[str, dict[str, Any]] = {}
     while True:
-        for role, count in before.items():
-            if role not in done:
-                record = read_record(state_dir, role)
-                if record is not None and record["count"] > count:
-                    done[role] = record
+        done |= newer_records(state_dir, {r: c for r, c in before.items() if r not in done})
         if len(done) == len(before) or time.monotonic() >= deadline:
             return done
         time.sleep(POLL_INTERVAL)
