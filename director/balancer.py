@@ -59,6 +59,7 @@ from director.config.model import (
     RealServer,
     Script,
     VirtualServer,
+    address_text,
 )
 from director.ipvs.backend import Backend, IpvsError, destination_text
 from director.ipvs.reconcile import reconcile
@@ -477,7 +478,6 @@ class Balancer:
         self._vs_by_id = {}
         members = self._members
         self._members = {}
-        texts: dict[Any, str] = {}  # address -> text: the same servers recur across services
         for vs in config.virtual_servers:
             vs_id = virtual_server_id(vs)
             self._vs_by_id[vs_id] = vs
@@ -487,10 +487,7 @@ class Balancer:
             if ids is None:
                 ids = []
                 for rs in vs.real_servers:
-                    text = texts.get(rs.address)
-                    if text is None:
-                        text = texts[rs.address] = str(rs.address)
-                    rs_id = RealServerId(vs_id, text, rs.port)
+                    rs_id = RealServerId(vs_id, address_text(rs.address), rs.port)
                     ids.append((rs_id, server_key(rs_id)))
             self._members[vs_id] = ids
             for rs, (rs_id, key) in zip(vs.real_servers, ids, strict=True):
@@ -737,7 +734,7 @@ class Balancer:
         async with self._pass_lock:
             await self._locked_pass()
 
-    async def _locked_pass(self) -> int:
+    async def _locked_pass(self) -> None:
         loop_now = self._loop.time() if self._loop is not None else 0.0
         self._last_pass = loop_now
         self._dirty = False
@@ -768,7 +765,7 @@ class Balancer:
                 else RETRY_FIRST
             self._dump_retry_at = loop_now + self._dump_delay
             self._dirty = True  # still to do, once the table can be read
-            return 0
+            return
         assert actual is not None
         self._dump_retry_at = None
         self._cleared(("dump",), "the IPVS table can be read again")
@@ -795,7 +792,6 @@ class Balancer:
         if adding - self.owned:
             self.owned |= adding  # first on disk, so a crash cannot orphan them
             self._save_owned()
-        before = self._applied
         deleted, refused = await self._run_ops(ops, actual)
         leftover = {k for k in self.owned if k in actual and k not in desired
                     and k not in deleted}
@@ -818,7 +814,6 @@ class Balancer:
         self._ramping_vs = self._ramping_servers(now)
         self._ramping = bool(self._ramping_vs)
         self._next_ramp = loop_now + RAMP_INTERVAL
-        return self._applied - before
 
     def _update_parts(self, stale: set[str] | None, now: float) -> set[ServiceKey]:
         """Recompute the desired services of the `stale` virtual servers (None: all);
@@ -1025,11 +1020,6 @@ class Balancer:
             if found is not None:
                 return found.weight
         return 0
-
-    def status_changed(self) -> None:
-        """Rewrite status.json soon (`status_extra` changed)."""
-        self._status_dirty = True
-        self._wake.set()
 
     async def flush_status(self) -> None:
         """Rewrite status.json now, off the loop (after a reload: `director reload`

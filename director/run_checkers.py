@@ -93,8 +93,11 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
                                                              dry_run=options.dry_run)
         return await balancer.reload(new)
 
+    def status_extra(running: bool) -> dict:  # the process's own part of status.json
+        return {"running": running, "reload": reloader.record.as_data()}
+
     async def recorded() -> None:
-        balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
+        balancer.status_extra = status_extra(True)
         await balancer.flush_status()
 
     def loading(now: bool) -> None:  # the load needs the GIL: no status.json meanwhile
@@ -105,7 +108,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
 
     reloader = Reloader(options, log, "checkers", apply, recorded, stopping, loading,
                         adopt_origins, state_dir)
-    balancer.status_extra = {"running": True, "reload": reloader.record.as_data()}
+    balancer.status_extra = status_extra(True)
 
     def on_stop(name: str) -> None:
         if not stopping.is_set():
@@ -125,7 +128,7 @@ async def _serve(options: argparse.Namespace, config, state_dir: str, log) -> in
     finally:
         await reloader.cancel()
         await balancer.stop(keep_table=options.keep_ipvs)
-        balancer.status_extra = {"running": False, "reload": reloader.record.as_data()}
+        balancer.status_extra = status_extra(False)
         balancer.write_status()
         await asyncio.to_thread(alerts.close)
         fifos[0].close()
